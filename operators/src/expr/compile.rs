@@ -1,0 +1,788 @@
+//! From sqlparser's AST to a type-checked [`Node`] tree. Every construct that
+//! lockstep does not support is a compile error naming it, never a panic.
+
+use sqlparser::ast::{
+    self, BinaryOperator as B, CastKind, CeilFloorKind, DateTimeField, FunctionArg,
+    FunctionArgExpr, FunctionArguments, ObjectNamePart, UnaryOperator as U, Value as AV,
+};
+
+use super::cast::{self, CastOp};
+use super::eval::{cmp_values, ArithOp, CmpOp, Node};
+use super::func;
+use super::like::Pattern;
+use super::Resolve;
+use crate::suggest;
+use crate::value::{Type, Value};
+
+/// How deeply expressions may nest.
+pub(crate) const MAX_DEPTH: usize = 200;
+
+/// An `IN` list of at least this many literals is searched by bisection.
+const SORTED_IN_MIN: usize = 8;
+
+/// A compiled node and its static type (`None`: the NULL literal's unknown
+/// type; such an expression is always NULL).
+#[derive(Debug)]
+pub(crate) struct Typed {
+    pub(crate) node: Node,
+    pub(crate) ty: Option<Type>,
+}
+
+impl Typed {
+    pub(crate) fn new(node: Node, ty: Option<Type>) -> Typed {
+        Typed { node, ty }
+    }
+
+    fn boxed(self) -> Box<Node> {
+        Box::new(self.node)
+    }
+
+    /// Converts an int operand to float when the unified type is float.
+    pub(crate) fn coerce(self, target: Option<Type>) -> Typed {
+        if self.ty == Some(Type::Int) && target == Some(Type::Float) {
+            Typed::new(
+                Node::Cast(CastOp::IntToFloat, self.boxed()),
+                Some(Type::Float),
+            )
+        } else {
+            self
+        }
+    }
+
+    fn string_literal(&self) -> Option<&str> {
+        match (&self.node, self.ty) {
+            (Node::Const(Value::Str(s)), Some(Type::String)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// A static type's name for messages (`NULL` for the unknown type).
+pub(crate) fn tn(t: Option<Type>) -> &'static str {
+    t.map_or("NULL", Type::name)
+}
+
+/// The common type of CASE branches or coalesce arguments: identical types,
+/// or int with float giving float; NULL goes with anything.
+pub(crate) fn unify(types: &[Option<Type>]) -> Result<Option<Type>, (Type, Type)> {
+    let mut acc: Option<Type> = None;
+    for t in types.iter().flatten() {
+        acc = match acc {
+            None => Some(*t),
+            Some(a) if a == *t => Some(a),
+            Some(a) if a.is_numeric() && t.is_numeric() => Some(Type::Float),
+            Some(a) => return Err((a, *t)),
+        };
+    }
+    Ok(acc)
+}
+
+/// Whether values of two types can be compared.
+fn comparable(a: Option<Type>, b: Option<Type>) -> bool {
+    match (a, b) {
+        (Some(x), Some(y)) => {
+            x == y
+                || (x.is_numeric() && y.is_numeric())
+                || matches!(
+                    (x, y),
+                    (Type::Timestamp, Type::Int) | (Type::Int, Type::Timestamp)
+                )
+        }
+        _ => true,
+    }
+}
+
+/// The result type of an arithmetic operator, `None` when not allowed.
+fn arith_type(op: ArithOp, a: Type, b: Type) -> Option<Type> {
+    use Type::{Float, Int, Timestamp};
+    match (a, b) {
+        (Int, Int) => Some(Int),
+        (Int | Float, Int | Float) => Some(Float),
+        (Timestamp, Int) if matches!(op, ArithOp::Add | ArithOp::Sub) => Some(Timestamp),
+        (Int, Timestamp) if op == ArithOp::Add => Some(Timestamp),
+        (Timestamp, Timestamp) if op == ArithOp::Sub => Some(Int),
+        _ => None,
+    }
+}
+
+type R = Result<Typed, String>;
+
+/// The AST walker.
+pub(crate) struct Compiler<'a> {
+    scope: &'a dyn Resolve,
+    depth: usize,
+}
+
+impl<'a> Compiler<'a> {
+    pub(crate) fn new(scope: &'a dyn Resolve) -> Compiler<'a> {
+        Compiler { scope, depth: 0 }
+    }
+
+    /// Compiles one (sub)expression.
+    pub(crate) fn expr(&mut self, e: &ast::Expr) -> R {
+        if self.depth >= MAX_DEPTH {
+            return Err(format!(
+                "expression is nested too deeply (more than {MAX_DEPTH} levels)"
+            ));
+        }
+        self.depth += 1;
+        let r = self.expr_inner(e);
+        self.depth -= 1;
+        r
+    }
+
+    fn expr_inner(&mut self, e: &ast::Expr) -> R {
+        use ast::Expr as A;
+        match e {
+            A::Identifier(id) => self.field(std::slice::from_ref(&id.value)),
+            A::CompoundIdentifier(ids) => {
+                let parts: Vec<String> = ids.iter().map(|i| i.value.clone()).collect();
+                self.field(&parts)
+            }
+            A::Value(v) => literal(&v.value, false),
+            A::TypedString(ts) => {
+                let to = cast::type_from_ast(&ts.data_type)?;
+                let s = literal(&ts.value.value, false)?;
+                if s.ty != Some(Type::String) {
+                    return Err(format!("{} needs a string literal", ts.data_type));
+                }
+                cast_to(s, to)
+            }
+            A::Nested(inner) => self.expr(inner),
+            A::UnaryOp { op, expr } => self.unary(op, expr),
+            A::BinaryOp { left, op, right } => self.binary(left, op, right),
+            A::IsNull(x) | A::IsNotNull(x) => {
+                let t = self.expr(x)?;
+                let negated = matches!(e, A::IsNotNull(_));
+                Ok(bool_node(Node::IsNull {
+                    expr: t.boxed(),
+                    negated,
+                }))
+            }
+            A::IsUnknown(x) | A::IsNotUnknown(x) => {
+                let t = self.bool_operand(x, "IS UNKNOWN")?;
+                let negated = matches!(e, A::IsNotUnknown(_));
+                Ok(bool_node(Node::IsNull {
+                    expr: t.boxed(),
+                    negated,
+                }))
+            }
+            A::IsTrue(x) | A::IsNotTrue(x) | A::IsFalse(x) | A::IsNotFalse(x) => {
+                let (want, negated, what) = match e {
+                    A::IsTrue(_) => (true, false, "IS TRUE"),
+                    A::IsNotTrue(_) => (true, true, "IS NOT TRUE"),
+                    A::IsFalse(_) => (false, false, "IS FALSE"),
+                    _ => (false, true, "IS NOT FALSE"),
+                };
+                let t = self.bool_operand(x, what)?;
+                Ok(bool_node(Node::IsBool {
+                    expr: t.boxed(),
+                    want,
+                    negated,
+                }))
+            }
+            A::IsDistinctFrom(a, b) | A::IsNotDistinctFrom(a, b) => {
+                let what = if matches!(e, A::IsDistinctFrom(..)) {
+                    "IS DISTINCT FROM"
+                } else {
+                    "IS NOT DISTINCT FROM"
+                };
+                let (l, r) = self.comparison_pair(a, b, what)?;
+                Ok(bool_node(Node::Distinct {
+                    negated: matches!(e, A::IsNotDistinctFrom(..)),
+                    left: l.boxed(),
+                    right: r.boxed(),
+                }))
+            }
+            A::InList {
+                expr,
+                list,
+                negated,
+            } => self.in_list(expr, list, *negated),
+            A::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => {
+                let x = self.expr(expr)?;
+                let low = self.comparand(&x, low, "BETWEEN")?;
+                let high = self.comparand(&x, high, "BETWEEN")?;
+                Ok(bool_node(Node::Between {
+                    expr: x.boxed(),
+                    low: low.boxed(),
+                    high: high.boxed(),
+                    negated: *negated,
+                }))
+            }
+            A::Like {
+                negated,
+                any,
+                expr,
+                pattern,
+                escape_char,
+            }
+            | A::ILike {
+                negated,
+                any,
+                expr,
+                pattern,
+                escape_char,
+            } => {
+                let ci = matches!(e, A::ILike { .. });
+                let what = if ci { "ILIKE" } else { "LIKE" };
+                if *any {
+                    return Err(format!("{what} ANY is not supported; combine LIKEs with OR"));
+                }
+                self.like(expr, pattern, escape_char.as_deref(), ci, *negated)
+            }
+            A::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => self.case(operand.as_deref(), conditions, else_result.as_deref()),
+            A::Cast {
+                kind,
+                expr,
+                data_type,
+                format,
+            } => {
+                match kind {
+                    CastKind::Cast | CastKind::DoubleColon => {}
+                    CastKind::TryCast | CastKind::SafeCast => {
+                        return Err("TRY_CAST / SAFE_CAST are not supported: a failed CAST sends \
+                             the record to the node's errors output"
+                            .into())
+                    }
+                }
+                if format.is_some() {
+                    return Err("CAST ... FORMAT is not supported".into());
+                }
+                let to = cast::type_from_ast(data_type)?;
+                let x = self.expr(expr)?;
+                cast_to(x, to)
+            }
+            A::Ceil { expr, field } | A::Floor { expr, field } => {
+                let name = if matches!(e, A::Ceil { .. }) { "ceil" } else { "floor" };
+                if !matches!(field, CeilFloorKind::DateTimeField(DateTimeField::NoDateTime)) {
+                    return Err(format!("{name} takes one argument: {name}(x)"));
+                }
+                let x = self.expr(expr)?;
+                func::compile_call(name, vec![x])
+            }
+            A::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let mut args = vec![self.expr(expr)?];
+                args.push(match substring_from {
+                    Some(f) => self.expr(f)?,
+                    None => Typed::new(Node::Const(Value::Int(1)), Some(Type::Int)),
+                });
+                if let Some(f) = substring_for {
+                    args.push(self.expr(f)?);
+                }
+                func::compile_call("substr", args)
+            }
+            A::Function(f) => self.function(f),
+            other => Err(format!(
+                "{} is not supported in lockstep expressions",
+                construct_name(other)
+            )),
+        }
+    }
+
+    fn field(&self, parts: &[String]) -> R {
+        let (i, t) = self.scope.resolve(parts)?;
+        Ok(Typed::new(Node::Field(i), Some(t)))
+    }
+
+    fn bool_operand(&mut self, e: &ast::Expr, what: &str) -> R {
+        let t = self.expr(e)?;
+        if matches!(t.ty, None | Some(Type::Bool)) {
+            Ok(t)
+        } else {
+            Err(format!("{what} needs a bool operand, got {}", tn(t.ty)))
+        }
+    }
+
+    fn unary(&mut self, op: &U, e: &ast::Expr) -> R {
+        match op {
+            U::Minus | U::Plus => {
+                if let (U::Minus, ast::Expr::Value(v)) = (op, e) {
+                    if let AV::Number(n, _) = &v.value {
+                        return number(n, true);
+                    }
+                }
+                let t = self.expr(e)?;
+                if !matches!(t.ty, None | Some(Type::Int | Type::Float)) {
+                    return Err(format!("operator {op} cannot take {}", tn(t.ty)));
+                }
+                Ok(match op {
+                    U::Minus => Typed::new(Node::Neg(Box::new(t.node)), t.ty),
+                    _ => t,
+                })
+            }
+            U::Not => {
+                let t = self.bool_operand(e, "NOT")?;
+                Ok(bool_node(Node::Not(t.boxed())))
+            }
+            other => Err(format!("operator {other} is not supported")),
+        }
+    }
+
+    fn binary(&mut self, l: &ast::Expr, op: &B, r: &ast::Expr) -> R {
+        let arith = match op {
+            B::Plus => Some(ArithOp::Add),
+            B::Minus => Some(ArithOp::Sub),
+            B::Multiply => Some(ArithOp::Mul),
+            B::Divide => Some(ArithOp::Div),
+            B::Modulo => Some(ArithOp::Rem),
+            _ => None,
+        };
+        if let Some(a) = arith {
+            return self.arith(a, l, r);
+        }
+        let cmp = match op {
+            B::Eq => Some((CmpOp::Eq, "=")),
+            B::NotEq => Some((CmpOp::Ne, "<>")),
+            B::Lt => Some((CmpOp::Lt, "<")),
+            B::LtEq => Some((CmpOp::Le, "<=")),
+            B::Gt => Some((CmpOp::Gt, ">")),
+            B::GtEq => Some((CmpOp::Ge, ">=")),
+            _ => None,
+        };
+        if let Some((c, sym)) = cmp {
+            let (a, b) = self.comparison_pair(l, r, &format!("operator {sym}"))?;
+            return Ok(bool_node(Node::Cmp(c, a.boxed(), b.boxed())));
+        }
+        match op {
+            B::And | B::Or => {
+                let name = if *op == B::And { "AND" } else { "OR" };
+                let a = self.expr(l)?;
+                let b = self.expr(r)?;
+                let ok = |t: Option<Type>| matches!(t, None | Some(Type::Bool));
+                if !ok(a.ty) || !ok(b.ty) {
+                    return Err(format!(
+                        "operator {name} needs bool operands, got {} and {}",
+                        tn(a.ty),
+                        tn(b.ty)
+                    ));
+                }
+                let node = if *op == B::And {
+                    Node::And(a.boxed(), b.boxed())
+                } else {
+                    Node::Or(a.boxed(), b.boxed())
+                };
+                Ok(bool_node(node))
+            }
+            B::StringConcat => self.concat(l, r),
+            B::PGLikeMatch => self.like(l, r, None, false, false),
+            B::PGILikeMatch => self.like(l, r, None, true, false),
+            B::PGNotLikeMatch => self.like(l, r, None, false, true),
+            B::PGNotILikeMatch => self.like(l, r, None, true, true),
+            other => Err(format!(
+                "operator {other} is not supported in lockstep expressions"
+            )),
+        }
+    }
+
+    fn arith(&mut self, op: ArithOp, l: &ast::Expr, r: &ast::Expr) -> R {
+        let a = self.expr(l)?;
+        let b = self.expr(r)?;
+        let ty = match (a.ty, b.ty) {
+            (None, None) => Ok(None),
+            (Some(x), Some(y)) => arith_type(op, x, y).map(Some).ok_or(()),
+            // NULL takes the other operand's type, or int next to a timestamp.
+            (Some(x), None) => arith_type(op, x, x)
+                .or_else(|| arith_type(op, x, Type::Int))
+                .map(Some)
+                .ok_or(()),
+            (None, Some(y)) => arith_type(op, y, y)
+                .or_else(|| arith_type(op, Type::Int, y))
+                .map(Some)
+                .ok_or(()),
+        };
+        let Ok(ty) = ty else {
+            let hint = if op == ArithOp::Add
+                && (a.ty == Some(Type::String) || b.ty == Some(Type::String))
+            {
+                " (use || to concatenate strings)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "operator {} cannot take {} and {}{hint}",
+                op.symbol(),
+                tn(a.ty),
+                tn(b.ty)
+            ));
+        };
+        Ok(Typed::new(Node::Arith(op, a.boxed(), b.boxed()), ty))
+    }
+
+    /// Compiles both sides of a comparison, converting a string literal on
+    /// one side to the other side's type.
+    fn comparison_pair(
+        &mut self,
+        l: &ast::Expr,
+        r: &ast::Expr,
+        what: &str,
+    ) -> Result<(Typed, Typed), String> {
+        let a = self.expr(l)?;
+        let b = self.expr(r)?;
+        let b = literal_as(b, a.ty, what)?;
+        let a = literal_as(a, b.ty, what)?;
+        if comparable(a.ty, b.ty) {
+            Ok((a, b))
+        } else {
+            Err(format!("{what} cannot compare {} with {}", tn(a.ty), tn(b.ty)))
+        }
+    }
+
+    /// Compiles `e` to be compared with `x`.
+    fn comparand(&mut self, x: &Typed, e: &ast::Expr, what: &str) -> R {
+        let t = self.expr(e)?;
+        let t = literal_as(t, x.ty, what)?;
+        if comparable(x.ty, t.ty) {
+            Ok(t)
+        } else {
+            Err(format!(
+                "{what} cannot compare {} with {}",
+                tn(x.ty),
+                tn(t.ty)
+            ))
+        }
+    }
+
+    fn in_list(&mut self, e: &ast::Expr, list: &[ast::Expr], negated: bool) -> R {
+        let x = self.expr(e)?;
+        let mut items = Vec::with_capacity(list.len());
+        for item in list {
+            items.push(self.comparand(&x, item, "IN")?.node);
+        }
+        let consts: Option<Vec<&Value>> = items
+            .iter()
+            .map(|n| match n {
+                Node::Const(v) => Some(v),
+                _ => None,
+            })
+            .collect();
+        if let Some(consts) = consts.filter(|c| c.len() >= SORTED_IN_MIN) {
+            let has_null = consts.iter().any(|v| v.is_null());
+            let mut vals: Vec<Value> = consts.into_iter().filter(|v| !v.is_null()).cloned().collect();
+            let one_type = vals
+                .windows(2)
+                .all(|w| std::mem::discriminant(&w[0]) == std::mem::discriminant(&w[1]));
+            if one_type {
+                vals.sort_by(cmp_values);
+                return Ok(bool_node(Node::InSorted {
+                    expr: x.boxed(),
+                    items: vals,
+                    has_null,
+                    negated,
+                }));
+            }
+        }
+        Ok(bool_node(Node::In {
+            expr: x.boxed(),
+            items,
+            negated,
+        }))
+    }
+
+    fn like(
+        &mut self,
+        expr: &ast::Expr,
+        pattern: &ast::Expr,
+        escape: Option<&ast::Expr>,
+        ci: bool,
+        negated: bool,
+    ) -> R {
+        let what = if ci { "ILIKE" } else { "LIKE" };
+        let x = self.expr(expr)?;
+        let p = self.expr(pattern)?;
+        if !matches!(x.ty, None | Some(Type::String)) || !matches!(p.ty, None | Some(Type::String)) {
+            return Err(format!(
+                "{what} needs strings, got {} {what} {} (CAST the value to string first)",
+                tn(x.ty),
+                tn(p.ty)
+            ));
+        }
+        let escape = match escape {
+            None => Some('\\'),
+            Some(e) => {
+                let t = self.expr(e)?;
+                let Some(s) = t.string_literal() else {
+                    return Err("ESCAPE needs a string literal".into());
+                };
+                let mut chars = s.chars();
+                match (chars.next(), chars.next()) {
+                    (None, _) => None,
+                    (Some(c), None) => Some(c),
+                    _ => {
+                        return Err(format!(
+                            "ESCAPE needs one character (or '' for none), got {}",
+                            cast::quote(s)
+                        ))
+                    }
+                }
+            }
+        };
+        let node = match p.string_literal() {
+            Some(pat) => Node::Like {
+                expr: x.boxed(),
+                pattern: Pattern::new(pat, escape, ci)?,
+                negated,
+            },
+            None => Node::LikeDyn {
+                expr: x.boxed(),
+                pattern: p.boxed(),
+                escape,
+                ci,
+                negated,
+            },
+        };
+        Ok(bool_node(node))
+    }
+
+    fn concat(&mut self, l: &ast::Expr, r: &ast::Expr) -> R {
+        let a = self.expr(l)?;
+        let b = self.expr(r)?;
+        let stringy = |t: Option<Type>| matches!(t, None | Some(Type::String));
+        if !stringy(a.ty) && !stringy(b.ty) {
+            return Err(format!(
+                "operator || needs a string operand, got {} and {} (CAST one to string)",
+                tn(a.ty),
+                tn(b.ty)
+            ));
+        }
+        let to_str = |t: Typed| -> Typed {
+            match t.ty {
+                Some(ty) if ty != Type::String => {
+                    Typed::new(Node::Cast(cast::to_string_op(ty), t.boxed()), Some(Type::String))
+                }
+                _ => t,
+            }
+        };
+        let (a, b) = (to_str(a), to_str(b));
+        Ok(Typed::new(
+            Node::Concat(a.boxed(), b.boxed()),
+            Some(Type::String),
+        ))
+    }
+
+    fn case(
+        &mut self,
+        operand: Option<&ast::Expr>,
+        conditions: &[ast::CaseWhen],
+        else_result: Option<&ast::Expr>,
+    ) -> R {
+        let operand = operand.map(|o| self.expr(o)).transpose()?;
+        let mut whens = Vec::with_capacity(conditions.len());
+        let mut results = Vec::with_capacity(conditions.len() + 1);
+        for cw in conditions {
+            let w = match &operand {
+                Some(o) => self.comparand(o, &cw.condition, "CASE")?,
+                None => self.bool_operand(&cw.condition, "CASE WHEN")?,
+            };
+            whens.push(w.node);
+            results.push(self.expr(&cw.result)?);
+        }
+        let otherwise = match else_result {
+            Some(e) => self.expr(e)?,
+            None => Typed::new(Node::Const(Value::Null), None),
+        };
+        results.push(otherwise);
+        let types: Vec<Option<Type>> = results.iter().map(|t| t.ty).collect();
+        let ty = unify(&types)
+            .map_err(|(a, b)| format!("CASE branches must have one type, got {a} and {b}"))?;
+        let mut results: Vec<Node> = results.into_iter().map(|t| t.coerce(ty).node).collect();
+        let otherwise = results.pop().unwrap_or(Node::Const(Value::Null));
+        Ok(Typed::new(
+            Node::Case {
+                operand: operand.map(Typed::boxed),
+                whens: whens.into_iter().zip(results).collect(),
+                otherwise: Box::new(otherwise),
+            },
+            ty,
+        ))
+    }
+
+    fn function(&mut self, f: &ast::Function) -> R {
+        let (name, written) = match f.name.0.as_slice() {
+            [ObjectNamePart::Identifier(id)] => (id.value.to_lowercase(), id.value.as_str()),
+            _ => return Err(format!("qualified function names like {} are not supported", f.name)),
+        };
+        if let Some(why) = func::impure(&name) {
+            return Err(format!("lockstep expressions are pure: {name}() {why}"));
+        }
+        if func::is_aggregate(&name) {
+            return Err(format!(
+                "{name}() is an aggregate: aggregates go in the \"aggregate\" field of an \
+                 aggregate or window node, not in an expression"
+            ));
+        }
+        if !func::FUNCTIONS.contains(&name.as_str()) {
+            return Err(format!(
+                "unknown function \"{written}\"{}",
+                suggest::hint(&name, func::FUNCTIONS)
+            ));
+        }
+        if f.over.is_some() {
+            return Err(format!("{name}() OVER (...): window functions are not supported"));
+        }
+        if f.filter.is_some() || !f.within_group.is_empty() || f.null_treatment.is_some() {
+            return Err(format!("{name}(): FILTER, WITHIN GROUP and NULLS clauses are not supported"));
+        }
+        if !matches!(f.parameters, FunctionArguments::None) {
+            return Err(format!("{name}(): parametric function calls are not supported"));
+        }
+        let list = match &f.args {
+            FunctionArguments::List(l) => l,
+            FunctionArguments::None => return Err(format!("{name} needs parentheses: {name}(...)")),
+            FunctionArguments::Subquery(_) => return Err("subqueries are not supported".into()),
+        };
+        if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+            return Err(format!("{name}(): DISTINCT, ORDER BY and other clauses are not supported"));
+        }
+        let mut args = Vec::with_capacity(list.args.len());
+        for a in &list.args {
+            match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => args.push(self.expr(e)?),
+                FunctionArg::Unnamed(_) => {
+                    return Err(format!("{name}(): * is only allowed in count(*)"))
+                }
+                _ => return Err(format!("{name}(): named arguments are not supported")),
+            }
+        }
+        func::compile_call(&name, args)
+    }
+}
+
+fn bool_node(node: Node) -> Typed {
+    Typed::new(node, Some(Type::Bool))
+}
+
+/// Converts a string literal compared with a value of type `target` to that
+/// type at compile time (as PostgreSQL types an untyped literal).
+fn literal_as(t: Typed, target: Option<Type>, what: &str) -> R {
+    match (t.string_literal(), target) {
+        (Some(s), Some(to)) if to != Type::String => {
+            let s = s.to_owned();
+            cast_to(t, to).map_err(|e| format!("{what} cannot compare {to} with {}: {e}", cast::quote(&s)))
+        }
+        _ => Ok(t),
+    }
+}
+
+/// `CAST(x AS to)`; a literal is converted at compile time.
+fn cast_to(x: Typed, to: Type) -> R {
+    let Some(from) = x.ty else {
+        return Ok(Typed::new(x.node, Some(to)));
+    };
+    let Some(op) = cast::lookup(from, to) else {
+        return Err(format!(
+            "cannot cast {from} to {to}{}",
+            cast::no_cast_hint(from, to)
+        ));
+    };
+    if op == CastOp::Identity {
+        return Ok(Typed::new(x.node, Some(to)));
+    }
+    match x.node {
+        Node::Const(v) => cast::apply(op, v)
+            .map(|v| Typed::new(Node::Const(v), Some(to)))
+            .map_err(|e| e.reason),
+        node => Ok(Typed::new(Node::Cast(op, Box::new(node)), Some(to))),
+    }
+}
+
+/// A literal value.
+fn literal(v: &AV, negative: bool) -> R {
+    let s = |s: &str| Ok(Typed::new(Node::Const(Value::str(s)), Some(Type::String)));
+    match v {
+        AV::Number(n, _) => number(n, negative),
+        AV::SingleQuotedString(x)
+        | AV::EscapedStringLiteral(x)
+        | AV::UnicodeStringLiteral(x)
+        | AV::NationalStringLiteral(x) => s(x),
+        AV::DollarQuotedString(d) => s(&d.value),
+        AV::Boolean(b) => Ok(Typed::new(Node::Const(Value::Bool(*b)), Some(Type::Bool))),
+        AV::Null => Ok(Typed::new(Node::Const(Value::Null), None)),
+        AV::Placeholder(p) => Err(format!(
+            "placeholder {p} is not supported: write the value itself"
+        )),
+        AV::DoubleQuotedString(x) => Err(format!(
+            "\"{x}\" is a double-quoted string; strings take single quotes"
+        )),
+        other => Err(format!("literal {other} is not supported")),
+    }
+}
+
+/// A numeric literal: an int unless it has a decimal point or an exponent.
+fn number(text: &str, negative: bool) -> R {
+    let digits: String = text.chars().filter(|&c| c != '_').collect();
+    let signed = if negative { format!("-{digits}") } else { digits.clone() };
+    if digits.contains(['.', 'e', 'E']) {
+        match signed.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Typed::new(Node::Const(Value::Float(f)), Some(Type::Float))),
+            Ok(_) => Err(format!("float literal {signed} is out of range")),
+            Err(_) => Err(format!("invalid number {signed}")),
+        }
+    } else if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        signed
+            .parse::<i64>()
+            .map(|i| Typed::new(Node::Const(Value::Int(i)), Some(Type::Int)))
+            .map_err(|_| {
+                format!(
+                    "integer literal {signed} is out of range for int \
+                     (-9223372036854775808 to 9223372036854775807); \
+                     write it with a decimal point for a float"
+                )
+            })
+    } else {
+        Err(format!("invalid number {signed}"))
+    }
+}
+
+/// A name for an unsupported construct.
+fn construct_name(e: &ast::Expr) -> &'static str {
+    use ast::Expr as A;
+    match e {
+        A::Subquery(_) | A::InSubquery { .. } | A::Exists { .. } => "a subquery",
+        A::InUnnest { .. } => "IN UNNEST",
+        A::CompoundFieldAccess { .. } => "field access with [] or .",
+        A::JsonAccess { .. } => "JSON access",
+        A::IsJson { .. } => "IS JSON",
+        A::IsNormalized { .. } => "IS NORMALIZED",
+        A::SimilarTo { .. } => "SIMILAR TO",
+        A::RLike { .. } => "RLIKE / REGEXP",
+        A::AnyOp { .. } | A::AllOp { .. } => "ANY / ALL",
+        A::Convert { .. } => "CONVERT",
+        A::AtTimeZone { .. } => "AT TIME ZONE",
+        A::Extract { .. } => "EXTRACT",
+        A::Position { .. } => "POSITION",
+        A::Trim { .. } => "TRIM",
+        A::Overlay { .. } => "OVERLAY",
+        A::Collate { .. } => "COLLATE",
+        A::Prefixed { .. } => "a prefixed value",
+        A::GroupingSets(_) | A::Cube(_) | A::Rollup(_) => "GROUPING SETS / CUBE / ROLLUP",
+        A::Tuple(_) => "a row value (a, b, ...)",
+        A::Struct { .. } => "STRUCT",
+        A::Named { .. } => "a named expression",
+        A::Dictionary(_) | A::Map(_) => "a map literal",
+        A::Array(_) => "ARRAY",
+        A::Interval(_) => "INTERVAL (timestamps are int milliseconds: write t + 60000)",
+        A::MatchAgainst { .. } => "MATCH ... AGAINST",
+        A::Wildcard(_) | A::QualifiedWildcard(..) => "* (it is only allowed in count(*))",
+        A::OuterJoin(_) => "(+)",
+        A::Prior(_) => "PRIOR",
+        A::Lambda(_) => "a lambda",
+        A::MemberOf(_) => "MEMBER OF",
+        _ => "this construct",
+    }
+}

@@ -1,0 +1,20 @@
+//! lockstep's operator library: types and values, expressions, output
+//! encodings, and the node types of the graph format with their registry.
+//!
+//! Depends on `lockstep-state` (keyed state) and timely; the root `lockstep`
+//! crate depends on this one. Nothing here knows about sources, sinks or the
+//! CLI.
+
+pub mod encode;
+pub mod expr;
+pub mod json;
+pub mod suggest;
+pub mod timefmt;
+pub mod value;
+pub mod config;
+pub mod filter;
+pub mod map;
+pub mod node;
+pub mod registry;
+pub mod route;
+pub mod union;

@@ -1,0 +1,251 @@
+//! The config types of the graph file's top level, sources and sinks, exactly
+//! as users write them (the `RawGraph` stage). Node configs belong to their
+//! node types in `lockstep-operators`.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use lockstep_operators::encode::Format;
+
+/// `time`: how epochs are derived. Exactly one field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeSpec {
+    /// Epochs of this many milliseconds of event time.
+    pub epoch_ms: Option<u64>,
+    /// Epochs of this many records of each partition.
+    pub epoch_records: Option<u64>,
+}
+
+/// `checkpoint`: how often `--state` runs checkpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// Checkpoint whenever `frontier / every_epochs` increases.
+    pub every_epochs: u64,
+}
+
+/// What to do with a record that fails to parse or evaluate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Send it to the `errors` output (the default); it is counted.
+    #[default]
+    Route,
+    /// Stop the job, naming the record and the reason.
+    Fail,
+}
+
+/// `event_time` of a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTimeSpec {
+    /// The `timestamp` (or `int`) field that holds event time.
+    pub field: String,
+    /// How far out of order records may arrive; the watermark trails the
+    /// largest event time by this much.
+    #[serde(default)]
+    pub max_out_of_order_ms: u64,
+}
+
+/// A `file` source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceSpec {
+    /// One file, one partition (or `split` partitions).
+    pub path: Option<String>,
+    /// Several files, one partition each.
+    pub paths: Option<Vec<String>>,
+    /// Read the one `path` as this many byte ranges, each a partition.
+    pub split: Option<u32>,
+    /// `jsonl` (default) or `csv`.
+    #[serde(default = "jsonl")]
+    pub format: Format,
+    /// Field name → type, in order.
+    pub schema: IndexMap<String, String>,
+    /// Where event time comes from.
+    pub event_time: Option<EventTimeSpec>,
+    /// `route` (default) or `fail`.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+fn jsonl() -> Format {
+    Format::Jsonl
+}
+
+/// A `stdin` source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinSourceSpec {
+    /// `jsonl` (default) or `csv`.
+    #[serde(default = "jsonl")]
+    pub format: Format,
+    /// Field name → type, in order.
+    pub schema: IndexMap<String, String>,
+    /// Where event time comes from.
+    pub event_time: Option<EventTimeSpec>,
+    /// `route` (default) or `fail`.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+/// How a `generator` source makes one field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FieldGen {
+    /// `int`: start + i × step for record number i.
+    Sequence {
+        /// The first value.
+        #[serde(default)]
+        start: i64,
+        /// The increment.
+        #[serde(default = "one")]
+        step: i64,
+    },
+    /// `int`: uniform in `[min, max]`, from the seed and the record number.
+    Random {
+        /// Smallest value.
+        min: i64,
+        /// Largest value.
+        max: i64,
+    },
+    /// `float`: uniform in `[min, max)`.
+    RandomFloat {
+        /// Smallest value.
+        min: f64,
+        /// Bound.
+        max: f64,
+    },
+    /// `float`: offset + amplitude × sin(2π i / period).
+    Sine {
+        /// Peak deviation.
+        #[serde(default = "one_f")]
+        amplitude: f64,
+        /// Records per cycle.
+        period: u64,
+        /// Added to every value.
+        #[serde(default)]
+        offset: f64,
+    },
+    /// The values in turn, each for `every` records (`int`, `float` or `string`).
+    Step {
+        /// The values, all of one JSON type.
+        values: Vec<serde_json::Value>,
+        /// Records per value.
+        #[serde(default = "one_u")]
+        every: u64,
+    },
+    /// `string`: one of the values, chosen from the seed and the record number.
+    Choice(Vec<String>),
+    /// `timestamp`: start + i × step_ms.
+    Timestamp {
+        /// The first value (ms since the Unix epoch).
+        start: i64,
+        /// Milliseconds between records.
+        #[serde(default = "one")]
+        step_ms: i64,
+    },
+}
+
+fn one() -> i64 {
+    1
+}
+fn one_u() -> u64 {
+    1
+}
+fn one_f() -> f64 {
+    1.0
+}
+
+/// A `generator` source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorSpec {
+    /// How many records in all (record numbers 0..count).
+    pub count: u64,
+    /// Partitions; record i goes to partition i mod partitions.
+    #[serde(default = "one_u32")]
+    pub partitions: u32,
+    /// The seed of the random patterns.
+    #[serde(default)]
+    pub seed: u64,
+    /// Field name → pattern, in order.
+    pub fields: IndexMap<String, FieldGen>,
+    /// Where event time comes from.
+    pub event_time: Option<EventTimeSpec>,
+}
+
+fn one_u32() -> u32 {
+    1
+}
+
+/// Which events a `nexmark` source emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NexmarkEvents {
+    /// Person events.
+    Person,
+    /// Auction events.
+    Auction,
+    /// Bid events.
+    Bid,
+}
+
+/// A `nexmark` source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NexmarkSpec {
+    /// Which events.
+    pub events: NexmarkEvents,
+    /// How many event numbers of the one sequence (all types) to generate.
+    pub count: u64,
+    /// The event time of event 0, in ms since the Unix epoch.
+    pub base_time: u64,
+    /// Partitions; event number n goes to partition n mod partitions.
+    #[serde(default = "one_u32")]
+    pub partitions: u32,
+    /// Watermark lag (the generator is in order; default 0).
+    #[serde(default)]
+    pub max_out_of_order_ms: u64,
+}
+
+/// A `file` sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkSpec {
+    /// The upstream.
+    pub input: String,
+    /// The output file (with `partitions`, see docs for the names).
+    pub path: String,
+    /// `jsonl` (default) or `csv`.
+    #[serde(default = "jsonl")]
+    pub format: Format,
+    /// Fields that order records within an epoch (default: all, in order).
+    pub order_by: Option<Vec<String>>,
+    /// Write this many files, choosing each record's file by key hash.
+    pub partitions: Option<u32>,
+    /// The fields hashed to choose a partition (default: all fields).
+    pub key: Option<Vec<String>>,
+}
+
+/// A `stdout` sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkSpec {
+    /// The upstream.
+    pub input: String,
+    /// `jsonl` (default) or `csv`.
+    #[serde(default = "jsonl")]
+    pub format: Format,
+    /// Fields that order records within an epoch (default: all, in order).
+    pub order_by: Option<Vec<String>>,
+}
+
+/// A `null` sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NullSinkSpec {
+    /// The upstream.
+    pub input: String,
+}

@@ -1,0 +1,402 @@
+//! Running a validated graph on timely workers: compile it into one dataflow
+//! per worker (the same operators in the same order on every worker), run it
+//! to the end of input, and report what happened.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Capability, Concatenate, Inspect, Probe};
+use timely::dataflow::{Scope, StreamVec};
+
+use lockstep_operators::encode::{Encoder, Format};
+use lockstep_operators::node::Edge;
+use lockstep_operators::value::{Rec, Value};
+
+use crate::graph::spec::OnError;
+use crate::graph::{Graph, Producer, SinkKind, SourceKind};
+use crate::source::reader::{file_parts, FilePart};
+
+/// How to run a job.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Worker threads in this process.
+    pub workers: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { workers: 1 }
+    }
+}
+
+/// Counters of one source.
+#[derive(Debug, Default)]
+pub struct SourceMetrics {
+    /// Records read that fit the schema.
+    pub records: AtomicU64,
+    /// Records sent to `errors`.
+    pub errors: AtomicU64,
+}
+
+/// State shared by the workers of one process.
+#[derive(Debug)]
+pub struct Shared {
+    /// Each source's file partitions (empty for other sources).
+    pub file_parts: Vec<Vec<FilePart>>,
+    abort: AtomicBool,
+    failure: Mutex<Option<String>>,
+    sources: Vec<SourceMetrics>,
+    sinks: Vec<AtomicU64>,
+    /// Records per (producer, port) that no node or sink consumes.
+    unconsumed: Mutex<BTreeMap<(Producer, usize), u64>>,
+    node_errors: Vec<AtomicU64>,
+}
+
+impl Shared {
+    /// Records a failure and stops the sources. The first failure is kept.
+    pub fn fail(&self, message: String) {
+        if let Ok(mut f) = self.failure.lock() {
+            if f.is_none() {
+                *f = Some(message);
+            }
+        }
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the job is stopping.
+    pub fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
+    /// The counters of source `i`.
+    pub fn source_metrics(&self, i: usize) -> &SourceMetrics {
+        &self.sources[i]
+    }
+
+    /// The written-records counter of sink `i`.
+    pub fn sink_metrics(&self, i: usize) -> &AtomicU64 {
+        &self.sinks[i]
+    }
+}
+
+/// What a finished job did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Per source: (name, records read, records sent to errors).
+    pub sources: Vec<(String, u64, u64)>,
+    /// Per node with an errors output: (name, records sent to errors).
+    pub node_errors: Vec<(String, u64)>,
+    /// Per sink: (name, records written).
+    pub sinks: Vec<(String, u64)>,
+    /// Records of outputs nobody consumes, counted and discarded: (`name.port`, count).
+    pub discarded: Vec<(String, u64)>,
+    /// Wall-clock time, for the summary line only (it never reaches output).
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "finished in {:.2} s", self.elapsed.as_secs_f64())?;
+        for (n, r, e) in &self.sources {
+            write!(f, "\n  source {n}: {r} records read")?;
+            if *e > 0 {
+                write!(f, ", {e} rejected (see {n}.errors)")?;
+            }
+        }
+        for (n, e) in &self.node_errors {
+            if *e > 0 {
+                write!(f, "\n  node {n}: {e} records sent to {n}.errors")?;
+            }
+        }
+        for (n, w) in &self.sinks {
+            write!(f, "\n  sink {n}: {w} records")?;
+        }
+        for (p, c) in &self.discarded {
+            write!(f, "\n  warning: {c} records of {p} were discarded: connect {p} to a sink to keep them")?;
+        }
+        Ok(())
+    }
+}
+
+/// A job that did not finish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunError {
+    /// What went wrong, naming where (source, file, line) and why.
+    pub message: String,
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RunError {}
+
+fn err(message: impl Into<String>) -> RunError {
+    RunError { message: message.into() }
+}
+
+/// Checks inputs and prepares outputs before any worker starts: input files
+/// must open, output files are created (truncated) with their CSV header.
+fn prepare(graph: &Graph) -> Result<Vec<Vec<FilePart>>, RunError> {
+    let mut parts = Vec::new();
+    for s in &graph.sources {
+        parts.push(match &s.kind {
+            SourceKind::File { files, split, .. } => file_parts(files, *split).map_err(|e| err(format!("source \"{}\": {e}", s.name)))?,
+            _ => Vec::new(),
+        });
+    }
+    for s in &graph.sinks {
+        match &s.kind {
+            SinkKind::File { paths, format, .. } => {
+                let header = Encoder::new(&s.schema, *format);
+                for p in paths {
+                    let mut f = std::fs::File::create(p).map_err(|e| {
+                        err(format!("sink \"{}\": cannot create {}: {e}; check that its directory exists and is writable", s.name, p.display()))
+                    })?;
+                    f.write_all(header.header().as_bytes()).map_err(|e| err(format!("sink \"{}\": cannot write {}: {e}", s.name, p.display())))?;
+                }
+            }
+            SinkKind::Stdout { format: Format::Csv, .. } => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(Encoder::new(&s.schema, Format::Csv).header().as_bytes());
+                let _ = out.flush();
+            }
+            _ => {}
+        }
+    }
+    Ok(parts)
+}
+
+/// Runs a validated graph to the end of its input.
+///
+/// # Errors
+/// When an input cannot be read, an output cannot be written, or a record
+/// fails under `"on_error": "fail"`; the message names where and why.
+pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let file_parts = prepare(&graph)?;
+    let shared = Arc::new(Shared {
+        file_parts,
+        abort: AtomicBool::new(false),
+        failure: Mutex::new(None),
+        sources: graph.sources.iter().map(|_| SourceMetrics::default()).collect(),
+        sinks: graph.sinks.iter().map(|_| AtomicU64::new(0)).collect(),
+        unconsumed: Mutex::new(BTreeMap::new()),
+        node_errors: graph.nodes.iter().map(|_| AtomicU64::new(0)).collect(),
+    });
+    let workers = opts.workers.max(1);
+    let config = if workers == 1 { timely::Config::thread() } else { timely::Config::process(workers) };
+    let (g, s) = (Arc::clone(&graph), Arc::clone(&shared));
+    let guards = timely::execute(config, move |worker| {
+        let probe = ProbeHandle::new();
+        worker.dataflow::<u64, _, _>(|scope| build_dataflow(scope, &g, &s, &probe));
+        while worker.step_or_park(None) {}
+    })
+    .map_err(|e| err(format!("cannot start {workers} workers: {e}")))?;
+    for r in guards.join() {
+        r.map_err(|e| err(format!("a worker stopped unexpectedly: {e}")))?;
+    }
+    if let Ok(Some(message)) = shared.failure.lock().map(|f| f.clone()) {
+        return Err(err(message));
+    }
+    Ok(summary(&graph, &shared, started.elapsed()))
+}
+
+fn summary(graph: &Graph, shared: &Shared, elapsed: Duration) -> RunSummary {
+    let discarded = shared
+        .unconsumed
+        .lock()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, c)| **c > 0)
+                .map(|((p, port), c)| (format!("{}.{}", graph.producer_name(*p), graph.ports(*p)[*port].name), *c))
+                .collect()
+        })
+        .unwrap_or_default();
+    RunSummary {
+        sources: graph
+            .sources
+            .iter()
+            .zip(&shared.sources)
+            .map(|(s, m)| (s.name.clone(), m.records.load(Ordering::Relaxed), m.errors.load(Ordering::Relaxed)))
+            .collect(),
+        node_errors: graph
+            .nodes
+            .iter()
+            .zip(&shared.node_errors)
+            .filter(|(n, _)| n.ports.iter().any(|p| p.name == "errors"))
+            .map(|(n, c)| (n.name.clone(), c.load(Ordering::Relaxed)))
+            .collect(),
+        sinks: graph.sinks.iter().zip(&shared.sinks).map(|(s, c)| (s.name.clone(), c.load(Ordering::Relaxed))).collect(),
+        discarded,
+        elapsed,
+    }
+}
+
+/// Builds the whole graph in one dataflow scope: sources, nodes in
+/// topological order, the fail gate, then sinks. Identical on every worker.
+fn build_dataflow<'s>(scope: Scope<'s, u64>, graph: &Arc<Graph>, shared: &Arc<Shared>, probe: &ProbeHandle<u64>) {
+    let mut edges: BTreeMap<(Producer, usize), Edge<'s>> = BTreeMap::new();
+    for i in 0..graph.sources.len() {
+        let (main, errors) = crate::source::build(scope, graph, i, shared, probe);
+        edges.insert((Producer::Source(i), 0), main);
+        edges.insert((Producer::Source(i), 1), errors);
+    }
+    for &i in &graph.order {
+        let def = &graph.nodes[i];
+        let inputs: Vec<Edge<'s>> = def
+            .inputs
+            .iter()
+            .filter_map(|r| edges.get(&(r.producer, r.port)).cloned())
+            .collect();
+        for (k, stream) in def.node.build(scope, inputs).into_iter().enumerate() {
+            edges.insert((Producer::Node(i), k), stream);
+        }
+    }
+    // Count errors per node, and what no one consumes.
+    let mut consumed: BTreeMap<(Producer, usize), usize> = BTreeMap::new();
+    for n in &graph.nodes {
+        for r in &n.inputs {
+            *consumed.entry((r.producer, r.port)).or_default() += 1;
+        }
+    }
+    for s in &graph.sinks {
+        *consumed.entry((s.input.producer, s.input.port)).or_default() += 1;
+    }
+    let mut fail_inputs = Vec::new();
+    for (&(p, port), stream) in &edges {
+        let port_name = graph.ports(p)[port].name.clone();
+        if port_name == "errors" {
+            if let Producer::Node(i) = p {
+                let sh = Arc::clone(shared);
+                let counted = stream.clone().inspect(move |_| {
+                    sh.node_errors[i].fetch_add(1, Ordering::Relaxed);
+                });
+                counted.probe_with(probe);
+            }
+            if graph.on_error(p) == OnError::Fail {
+                fail_inputs.push(stream.clone());
+                continue;
+            }
+        }
+        if !consumed.contains_key(&(p, port)) {
+            let sh = Arc::clone(shared);
+            stream
+                .clone()
+                .inspect_core(move |event| {
+                    if let Ok((_, batch)) = event {
+                        if let Ok(mut m) = sh.unconsumed.lock() {
+                            *m.entry((p, port)).or_default() += batch.len() as u64;
+                        }
+                    }
+                })
+                .probe_with(probe);
+        }
+    }
+    let fail = fail_gate(scope, fail_inputs, graph, shared).broadcast();
+    for (i, s) in graph.sinks.iter().enumerate() {
+        let Some(input) = edges.get(&(s.input.producer, s.input.port)).cloned() else { continue };
+        crate::sink::build(scope, s, i, input, fail.clone(), shared).probe_with(probe);
+    }
+}
+
+/// The fail gate: errors of producers with `"on_error": "fail"` meet on
+/// worker 0. When the frontier passes the first epoch that has any, the first
+/// of them in the spec's total order fails the job, and a marker at that
+/// epoch tells every sink writer to write nothing from that epoch on. So the
+/// output and the reported error are the same for any worker count.
+fn fail_gate<'s>(scope: Scope<'s, u64>, inputs: Vec<Edge<'s>>, graph: &Arc<Graph>, shared: &Arc<Shared>) -> StreamVec<'s, u64, ()> {
+    let errors = scope.concatenate(inputs);
+    let mut builder = OperatorBuilder::new("fail gate".to_string(), scope);
+    let mut input = builder.new_input(errors, Exchange::new(|_: &Rec| 0));
+    let (out, stream) = builder.new_output::<Vec<()>>();
+    let mut out = OutputBuilder::from(out);
+    let shared = Arc::clone(shared);
+    let graph = Arc::clone(graph);
+    let schema = lockstep_operators::value::errors_schema();
+    builder.build(move |_| {
+        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Rec>)> = BTreeMap::new();
+        let mut done = false;
+        let enc = Encoder::new(&schema, Format::Jsonl);
+        move |frontiers| {
+            let mut o = out.activate();
+            let port = o.output_index();
+            input.for_each_stamp(|cap, data| {
+                let (Some(&t), Some(c)) = (cap.least(), cap.retain_least(port)) else { return };
+                let slot = stash.entry(t).or_insert_with(|| (c, Vec::new()));
+                for b in data {
+                    slot.1.append(b);
+                }
+            });
+            while let Some(entry) = stash.first_entry() {
+                if frontiers[0].less_equal(entry.key()) {
+                    break;
+                }
+                let (cap, recs) = entry.remove();
+                if done || recs.is_empty() {
+                    continue;
+                }
+                let first = recs
+                    .iter()
+                    .map(|r| {
+                        let mut s = String::new();
+                        enc.encode(&r.row, &mut s);
+                        (s, r)
+                    })
+                    .min_by(|a, b| a.0.cmp(&b.0))
+                    .map(|(_, r)| r.clone());
+                if let Some(r) = first {
+                    shared.fail(describe_failure(&graph, &r, recs.len()));
+                    done = true;
+                    o.session(&cap).give(());
+                }
+            }
+        }
+    });
+    stream
+}
+
+fn describe_failure(graph: &Graph, r: &Rec, n: usize) -> String {
+    let text = |v: &Value| match v {
+        Value::Str(s) => s.to_string(),
+        _ => String::new(),
+    };
+    let (node, reason, raw) = (text(&r.row[0]), text(&r.row[1]), text(&r.row[2]));
+    let mut msg = String::new();
+    if let Some(src) = graph.sources.iter().find(|s| s.name == node) {
+        let part = match r.row[3] {
+            Value::Int(p) => usize::try_from(p).unwrap_or(0),
+            _ => 0,
+        };
+        let file = match &src.kind {
+            SourceKind::File { files, split, .. } => Some(files[if split.is_some() { 0 } else { part.min(files.len() - 1) }].display().to_string()),
+            SourceKind::Stdin { .. } => Some("<stdin>".to_string()),
+            _ => None,
+        };
+        msg.push_str(&format!("source \"{node}\""));
+        if let Some(f) = file {
+            msg.push_str(&format!(", {f}"));
+        }
+        if let Value::Int(l) = r.row[4] {
+            msg.push_str(&format!(", line {l}"));
+        }
+    } else {
+        msg.push_str(&format!("node \"{node}\""));
+    }
+    msg.push_str(&format!(": {reason}\n  record: {raw}\n  (\"on_error\": \"fail\" stops the job at the first bad record; remove it to route such records to {node}.errors)"));
+    if n > 1 {
+        msg.push_str(&format!("\n  {} more bad records in the same epoch", n - 1));
+    }
+    msg
+}

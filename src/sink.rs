@@ -1,0 +1,289 @@
+//! Sinks: each worker sorts and encodes its share of an epoch locally; one
+//! writer per output file merges the sorted runs and writes once the
+//! frontier has passed the epoch. Output is therefore a function of the
+//! records alone: epochs in increasing order, within an epoch by the sink's
+//! `order_by` fields (memcomparable key bytes), ties by the encoded bytes.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::Capability;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::{Scope, StreamVec};
+
+use lockstep_operators::encode::{Encoder, Format};
+use lockstep_operators::node::Edge;
+use lockstep_operators::value::{encode_key, Rec};
+use lockstep_state::{key_hash, KeyGroups};
+
+use crate::graph::{SinkDef, SinkKind};
+use crate::runtime::Shared;
+
+/// One worker's sorted, encoded share of one epoch for one output file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Run {
+    /// The output partition (file) it belongs to.
+    pub part: u32,
+    /// Sort keys, concatenated in sorted order.
+    keys: Vec<u8>,
+    /// Encoded lines, concatenated in sorted order.
+    lines: Vec<u8>,
+    /// End offsets of each entry's key and line.
+    ends: Vec<(u32, u32)>,
+}
+
+impl Run {
+    fn entry(&self, i: usize) -> (&[u8], &[u8]) {
+        let (ks, ls) = if i == 0 { (0, 0) } else { self.ends[i - 1] };
+        let (ke, le) = self.ends[i];
+        (&self.keys[ks as usize..ke as usize], &self.lines[ls as usize..le as usize])
+    }
+}
+
+/// Unsorted entries of one epoch and partition, as they arrive.
+#[derive(Default)]
+struct Pending {
+    keys: Vec<u8>,
+    lines: String,
+    idx: Vec<(u32, u32, u32, u32)>,
+}
+
+impl Pending {
+    fn push(&mut self, rec: &Rec, order_by: &[usize], enc: &Encoder) {
+        let ks = self.keys.len();
+        for &i in order_by {
+            encode_key(&rec.row[i], &mut self.keys);
+        }
+        let ls = self.lines.len();
+        enc.encode(&rec.row, &mut self.lines);
+        self.idx.push((to_u32(ks), to_u32(self.keys.len() - ks), to_u32(ls), to_u32(self.lines.len() - ls)));
+    }
+
+    fn into_run(self, part: u32) -> Run {
+        let Pending { keys, lines, mut idx } = self;
+        let lines = lines.into_bytes();
+        let slice = |_: &[u8], s: u32, l: u32| -> std::ops::Range<usize> { s as usize..(s + l) as usize };
+        idx.sort_unstable_by(|a, b| {
+            (&keys[slice(&keys, a.0, a.1)], &lines[slice(&lines, a.2, a.3)])
+                .cmp(&(&keys[slice(&keys, b.0, b.1)], &lines[slice(&lines, b.2, b.3)]))
+        });
+        let mut run = Run { part, keys: Vec::with_capacity(keys.len()), lines: Vec::with_capacity(lines.len()), ends: Vec::with_capacity(idx.len()) };
+        for (ks, kl, ls, ll) in idx {
+            run.keys.extend_from_slice(&keys[slice(&keys, ks, kl)]);
+            run.lines.extend_from_slice(&lines[slice(&lines, ls, ll)]);
+            run.ends.push((to_u32(run.keys.len()), to_u32(run.lines.len())));
+        }
+        run
+    }
+}
+
+fn to_u32(n: usize) -> u32 {
+    // An epoch's share larger than 4 GiB per worker and file is not supported.
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Where a sink writes: files, stdout, or nowhere.
+#[derive(Clone, Debug)]
+enum Target {
+    Files(Vec<PathBuf>),
+    Stdout,
+}
+
+/// The worker that writes partition `part` of sink `sink`.
+fn writer_of(sink: usize, part: u32, peers: usize) -> usize {
+    (sink + part as usize) % peers
+}
+
+/// Builds sink `idx`; returns the stream to probe for its progress.
+pub fn build<'s>(scope: Scope<'s, u64>, def: &SinkDef, idx: usize, input: Edge<'s>, fail: StreamVec<'s, u64, ()>, shared: &Arc<Shared>) -> StreamVec<'s, u64, ()> {
+    let (format, order_by, key, target) = match &def.kind {
+        SinkKind::Null => return null_sink(input, def, idx, shared),
+        SinkKind::File { paths, format, order_by, key } => (*format, order_by.clone(), key.clone(), Target::Files(paths.clone())),
+        SinkKind::Stdout { format, order_by } => (*format, order_by.clone(), Vec::new(), Target::Stdout),
+    };
+    let parts = match &target {
+        Target::Files(p) => u32::try_from(p.len()).unwrap_or(1),
+        Target::Stdout => 1,
+    };
+    let enc = Encoder::new(&def.schema, format);
+    let runs = local_sort(input, &def.name, order_by, key, parts, enc);
+    write(scope, runs, fail, def, idx, target, format, shared)
+}
+
+fn null_sink<'s>(input: Edge<'s>, def: &SinkDef, idx: usize, shared: &Arc<Shared>) -> StreamVec<'s, u64, ()> {
+    let counter = Arc::clone(shared);
+    let mut builder = OperatorBuilder::new(format!("sink {}", def.name), input.scope());
+    let mut handle = builder.new_input(input, Pipeline);
+    let (_out, stream) = builder.new_output::<Vec<()>>();
+    builder.build(move |_| {
+        move |_f| {
+            let mut n = 0u64;
+            handle.for_each(|_cap, data| n += data.len() as u64);
+            if n > 0 {
+                counter.sink_metrics(idx).fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    });
+    stream
+}
+
+/// Stage 1: stash each epoch's records encoded, sort when the epoch is
+/// complete, and ship one sorted run per output file to its writer.
+fn local_sort<'s>(input: Edge<'s>, name: &str, order_by: Vec<usize>, key: Vec<usize>, parts: u32, enc: Encoder) -> StreamVec<'s, u64, Run> {
+    let mut builder = OperatorBuilder::new(format!("sink {name} sort"), input.scope());
+    let mut handle = builder.new_input(input, Pipeline);
+    let (out, stream) = builder.new_output::<Vec<Run>>();
+    let mut out = OutputBuilder::from(out);
+    let groups = KeyGroups::new(parts.max(1));
+    builder.build(move |_| {
+        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Pending>)> = BTreeMap::new();
+        let mut keybuf = Vec::new();
+        move |frontiers| {
+            let mut o = out.activate();
+            let port = o.output_index();
+            handle.for_each_stamp(|cap, data| {
+                let (Some(&t), Some(c)) = (cap.least(), cap.retain_least(port)) else { return };
+                let slot = stash.entry(t).or_insert_with(|| (c, (0..parts).map(|_| Pending::default()).collect()));
+                for batch in data {
+                    for rec in batch.iter() {
+                        let p = if parts > 1 {
+                            keybuf.clear();
+                            for &i in &key {
+                                encode_key(&rec.row[i], &mut keybuf);
+                            }
+                            groups.group_of(key_hash(&keybuf)) as usize
+                        } else {
+                            0
+                        };
+                        slot.1[p].push(rec, &order_by, &enc);
+                    }
+                }
+            });
+            while let Some(entry) = stash.first_entry() {
+                if frontiers[0].less_equal(entry.key()) {
+                    break;
+                }
+                let (cap, pend) = entry.remove();
+                let mut s = o.session(&cap);
+                for (p, pending) in pend.into_iter().enumerate() {
+                    if !pending.idx.is_empty() {
+                        s.give(pending.into_run(u32::try_from(p).unwrap_or(0)));
+                    }
+                }
+            }
+        }
+    });
+    stream
+}
+
+/// Stage 2: one writer per output file merges the runs of each complete
+/// epoch and appends them, unless the fail gate stopped the job at or before
+/// that epoch.
+#[allow(clippy::too_many_arguments)]
+fn write<'s>(scope: Scope<'s, u64>, runs: StreamVec<'s, u64, Run>, fail: StreamVec<'s, u64, ()>, def: &SinkDef, idx: usize, target: Target, format: Format, shared: &Arc<Shared>) -> StreamVec<'s, u64, ()> {
+    let peers = scope.peers();
+    let mut builder = OperatorBuilder::new(format!("sink {} write", def.name), scope);
+    let mut runs_in = builder.new_input(runs, Exchange::new(move |r: &Run| writer_of(idx, r.part, peers) as u64));
+    let mut fail_in = builder.new_input(fail, Pipeline);
+    let (out, stream) = builder.new_output::<Vec<()>>();
+    let mut out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<()>>>::from(out);
+    let shared = Arc::clone(shared);
+    let name = def.name.clone();
+    let _ = format;
+    builder.build(move |_| {
+        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Run>)> = BTreeMap::new();
+        let mut failed_at: Option<u64> = None;
+        let mut files: BTreeMap<u32, Box<dyn Write>> = BTreeMap::new();
+        move |frontiers| {
+            let o = out.activate();
+            let port = o.output_index();
+            fail_in.for_each(|cap, data| {
+                if !data.is_empty() {
+                    if let Some(&t) = cap.least() {
+                        failed_at = Some(failed_at.map_or(t, |f| f.min(t)));
+                    }
+                }
+            });
+            runs_in.for_each_stamp(|cap, data| {
+                let (Some(&t), Some(c)) = (cap.least(), cap.retain_least(port)) else { return };
+                let slot = stash.entry(t).or_insert_with(|| (c, Vec::new()));
+                for batch in data {
+                    slot.1.append(batch);
+                }
+            });
+            while let Some(entry) = stash.first_entry() {
+                let e = *entry.key();
+                if frontiers[0].less_equal(&e) || frontiers[1].less_equal(&e) {
+                    break;
+                }
+                let (_cap, runs) = entry.remove();
+                if failed_at.is_some_and(|f| f <= e) {
+                    continue;
+                }
+                let mut by_part: BTreeMap<u32, Vec<Run>> = BTreeMap::new();
+                for r in runs {
+                    by_part.entry(r.part).or_default().push(r);
+                }
+                for (part, runs) in by_part {
+                    let w = match files.entry(part) {
+                        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            let opened: std::io::Result<Box<dyn Write>> = match &target {
+                                Target::Stdout => Ok(Box::new(std::io::stdout())),
+                                Target::Files(paths) => OpenOptions::new()
+                                    .append(true)
+                                    .open(&paths[part as usize])
+                                    .map(|f| Box::new(std::io::BufWriter::with_capacity(1 << 16, f)) as Box<dyn Write>),
+                            };
+                            match opened {
+                                Ok(w) => v.insert(w),
+                                Err(err) => {
+                                    shared.fail(format!("sink \"{name}\": cannot open its output: {err}"));
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    let written = merge_into(&runs, w.as_mut());
+                    match written.and_then(|n| w.flush().map(|()| n)) {
+                        Ok(n) => {
+                            shared.sink_metrics(idx).fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(err) => shared.fail(format!("sink \"{name}\": write failed: {err}")),
+                    }
+                }
+            }
+        }
+    });
+    stream
+}
+
+/// Merges sorted runs into `w`; returns how many records were written.
+fn merge_into(runs: &[Run], w: &mut dyn Write) -> std::io::Result<u64> {
+    let mut heap: BinaryHeap<Reverse<(&[u8], &[u8], usize, usize)>> = BinaryHeap::new();
+    for (r, run) in runs.iter().enumerate() {
+        if !run.ends.is_empty() {
+            let (k, l) = run.entry(0);
+            heap.push(Reverse((k, l, r, 0)));
+        }
+    }
+    let mut n = 0;
+    while let Some(Reverse((_, line, r, i))) = heap.pop() {
+        w.write_all(line)?;
+        n += 1;
+        if i + 1 < runs[r].ends.len() {
+            let (k, l) = runs[r].entry(i + 1);
+            heap.push(Reverse((k, l, r, i + 1)));
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,313 @@
+//! Sources: partition readers and the timely operator that turns a source's
+//! partitions into epoch-stamped records.
+//!
+//! Partition p of a source is read by worker `p mod peers`, with one
+//! capability per partition (per output port). Each partition's epoch is a
+//! pure function of its ordered contents (the spec's "Logical time"), the
+//! partition with the lowest epoch is read first, and no partition reads more
+//! than [`MAX_EPOCHS_AHEAD`] epochs past the sinks' frontier (backpressure).
+
+pub mod parse;
+pub mod reader;
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Scope;
+
+use lockstep_operators::node::{Edge, TimeMode};
+use lockstep_operators::value::{Rec, Schema, Type, Value};
+
+use crate::graph::spec::NexmarkEvents;
+use crate::graph::{Graph, SourceKind};
+use crate::runtime::Shared;
+use reader::{FilePart, GeneratorReader, Item, NexmarkReader, PartitionReader, TextReader};
+
+/// How many epochs a source may run ahead of the sinks' frontier.
+pub const MAX_EPOCHS_AHEAD: u64 = 16;
+
+/// Items read per scheduling of a source operator before it yields.
+const BUDGET: usize = 4096;
+
+/// The fixed schema of a `nexmark` source.
+pub fn nexmark_schema(events: NexmarkEvents) -> Schema {
+    use Type::{Int, String as Str, Timestamp as Ts};
+    match events {
+        NexmarkEvents::Bid => Schema::new([
+            ("auction", Int),
+            ("bidder", Int),
+            ("price", Int),
+            ("channel", Str),
+            ("url", Str),
+            ("date_time", Ts),
+            ("extra", Str),
+        ]),
+        NexmarkEvents::Person => Schema::new([
+            ("id", Int),
+            ("name", Str),
+            ("email_address", Str),
+            ("credit_card", Str),
+            ("city", Str),
+            ("state", Str),
+            ("date_time", Ts),
+            ("extra", Str),
+        ]),
+        NexmarkEvents::Auction => Schema::new([
+            ("id", Int),
+            ("item_name", Str),
+            ("description", Str),
+            ("initial_bid", Int),
+            ("reserve", Int),
+            ("date_time", Ts),
+            ("expires", Ts),
+            ("seller", Int),
+            ("category", Int),
+            ("extra", Str),
+        ]),
+    }
+}
+
+/// Opens the reader of one partition.
+///
+/// # Errors
+/// An I/O error opening a file.
+pub fn open_partition(kind: &SourceKind, schema: &Schema, parts: &[FilePart], p: u32) -> std::io::Result<Box<dyn PartitionReader>> {
+    Ok(match kind {
+        SourceKind::File { format, .. } => Box::new(TextReader::open(&parts[p as usize], schema, *format)?),
+        SourceKind::Stdin { format } => {
+            Box::new(TextReader::from_reader(Box::new(std::io::BufReader::new(std::io::stdin())), schema, *format))
+        }
+        SourceKind::Generator(g) => Box::new(GeneratorReader::new(Arc::new(g.clone()), p)),
+        SourceKind::Nexmark(n) => Box::new(NexmarkReader::new(n, p)),
+    })
+}
+
+/// One partition owned by this worker.
+struct Part {
+    index: u32,
+    reader: Box<dyn PartitionReader>,
+    /// Capabilities for the main and the errors output, at the partition's epoch.
+    caps: Option<(Capability<u64>, Capability<u64>)>,
+    max_time: Option<i64>,
+    count: u64,
+    /// A record read but held back by backpressure: (epoch, is_error, record).
+    pending: Option<(u64, bool, Rec)>,
+    out: Vec<Rec>,
+    err: Vec<Rec>,
+}
+
+impl Part {
+    fn epoch(&self) -> u64 {
+        self.caps.as_ref().map_or(u64::MAX, |c| *c.0.time())
+    }
+}
+
+/// Computes a record's epoch and event time, updating the partition's
+/// watermark; `Err` is the reason the record goes to `errors` instead.
+fn stamp(part: &mut Part, row: &[Value], time: TimeMode, event_time: Option<(usize, u64)>, schema: &Schema) -> Result<(u64, i64), String> {
+    let field_time = event_time.map(|(i, _)| match &row[i] {
+        Value::Ts(t) | Value::Int(t) => Some(*t),
+        _ => None,
+    });
+    match time {
+        TimeMode::EpochMs(e) => {
+            let (i, ooo) = event_time.unwrap_or((0, 0));
+            let Some(Some(t)) = field_time else {
+                return Err(format!("event time field \"{}\" is null", schema.fields()[i].name));
+            };
+            let max = part.max_time.map_or(t, |m| m.max(t));
+            part.max_time = Some(max);
+            let w = max.saturating_sub(i64::try_from(ooo).unwrap_or(i64::MAX));
+            let e = i64::try_from(e).unwrap_or(i64::MAX);
+            Ok((u64::try_from(w.div_euclid(e).max(0)).unwrap_or(0), t))
+        }
+        TimeMode::EpochRecords(n) => {
+            let o = part.count;
+            part.count += 1;
+            let t = field_time.flatten().unwrap_or(i64::try_from(o).unwrap_or(i64::MAX));
+            Ok((o / n, t))
+        }
+    }
+}
+
+/// The epoch and event time an `errors` record gets when its input has none:
+/// the partition's current epoch and watermark.
+fn bad_stamp(part: &mut Part, time: TimeMode, ooo: u64) -> (u64, i64) {
+    match time {
+        TimeMode::EpochMs(_) => {
+            let w = part.max_time.map_or(0, |m| m.saturating_sub(i64::try_from(ooo).unwrap_or(i64::MAX)));
+            (part.epoch().min(u64::MAX - 1), w)
+        }
+        TimeMode::EpochRecords(n) => {
+            let o = part.count;
+            part.count += 1;
+            (o / n, i64::try_from(o).unwrap_or(i64::MAX))
+        }
+    }
+}
+
+fn flush(part: &mut Part, outs: &mut (OutputBuilder<u64, timely::container::CapacityContainerBuilder<Vec<Rec>>>, OutputBuilder<u64, timely::container::CapacityContainerBuilder<Vec<Rec>>>)) {
+    if let Some((c0, c1)) = &part.caps {
+        if !part.out.is_empty() {
+            outs.0.activate().session(c0).give_container(&mut part.out);
+            part.out.clear();
+        }
+        if !part.err.is_empty() {
+            outs.1.activate().session(c1).give_container(&mut part.err);
+            part.err.clear();
+        }
+    }
+}
+
+/// Builds source `idx` of the graph: returns its main and errors streams.
+pub fn build<'s>(scope: Scope<'s, u64>, graph: &Graph, idx: usize, shared: &Arc<Shared>, probe: &ProbeHandle<u64>) -> (Edge<'s>, Edge<'s>) {
+    let def = &graph.sources[idx];
+    let mut builder = OperatorBuilder::new(format!("source {}", def.name), scope);
+    let info = builder.operator_info();
+    let (o0, main) = builder.new_output::<Vec<Rec>>();
+    let (o1, errors) = builder.new_output::<Vec<Rec>>();
+    let mut outs = (OutputBuilder::from(o0), OutputBuilder::from(o1));
+    let activator = Rc::new(scope.activator_for(info.address));
+    let peers = scope.peers();
+    let me = scope.index();
+    let time = graph.time;
+    let schema = def.schema.clone();
+    let event_time = def.event_time;
+    let ooo = event_time.map_or(0, |(_, o)| o);
+    let name: Arc<str> = Arc::from(def.name.as_str());
+    let kind = def.kind.clone();
+    let shared = Arc::clone(shared);
+    let probe = probe.clone();
+    let file_parts = shared.file_parts[idx].clone();
+    let partitions = kind.partitions();
+    builder.build(move |mut caps| {
+        let cap_err = caps.pop();
+        let cap_main = caps.pop();
+        let mut parts: Vec<Part> = Vec::new();
+        let mut open_error: Option<String> = None;
+        if let (Some(c0), Some(c1)) = (cap_main, cap_err) {
+            for p in (0..partitions).filter(|p| *p as usize % peers == me) {
+                match open_partition(&kind, &schema, &file_parts, p) {
+                    Ok(reader) => parts.push(Part {
+                        index: p,
+                        reader,
+                        caps: Some((c0.clone(), c1.clone())),
+                        max_time: None,
+                        count: 0,
+                        pending: None,
+                        out: Vec::new(),
+                        err: Vec::new(),
+                    }),
+                    Err(e) => open_error = Some(format!("source \"{name}\" partition {p}: cannot open: {e}")),
+                }
+            }
+        }
+        if let Some(e) = open_error {
+            shared.fail(e);
+        }
+        move |_frontiers| {
+            if shared.aborted() {
+                parts.clear();
+                return;
+            }
+            let allowed = probe.with_frontier(|f| f.first().copied()).map_or(u64::MAX, |e| e.saturating_add(MAX_EPOCHS_AHEAD));
+            let mut budget = BUDGET;
+            let mut blocked = false;
+            while budget > 0 {
+                // The open partition with the lowest epoch that may proceed.
+                let Some(k) = (0..parts.len())
+                    .filter(|&k| parts[k].caps.is_some() && parts[k].pending.as_ref().is_none_or(|(e, _, _)| *e <= allowed))
+                    .min_by_key(|&k| (parts[k].epoch(), parts[k].index))
+                else {
+                    blocked = parts.iter().any(|p| p.caps.is_some());
+                    break;
+                };
+                let part = &mut parts[k];
+                let mut n = 0;
+                while n < 256 {
+                    n += 1;
+                    let (epoch, is_err, rec) = if let Some(p) = part.pending.take() {
+                        p
+                    } else {
+                        match part.reader.next_item() {
+                            Ok(Some(Item::Row(row))) => match stamp(part, &row, time, event_time, &schema) {
+                                Ok((e, t)) => (e, false, Rec { time: t, row }),
+                                Err(reason) => {
+                                    let (e, t) = bad_stamp(part, time, ooo);
+                                    let raw = lockstep_operators::encode::Encoder::new(&schema, lockstep_operators::encode::Format::Jsonl);
+                                    let mut text = String::new();
+                                    raw.encode(&row, &mut text);
+                                    text.pop();
+                                    (e, true, source_error(&name, &reason, text, part.index, None, t))
+                                }
+                            },
+                            Ok(Some(Item::Bad { raw, reason, line })) => {
+                                let (e, t) = bad_stamp(part, time, ooo);
+                                (e, true, source_error(&name, &reason, raw, part.index, Some(line), t))
+                            }
+                            Ok(None) => {
+                                flush(part, &mut outs);
+                                part.caps = None;
+                                break;
+                            }
+                            Err(e) => {
+                                shared.fail(format!("source \"{name}\" partition {}: read error: {e}", part.index));
+                                part.caps = None;
+                                break;
+                            }
+                        }
+                    };
+                    if epoch > part.epoch() {
+                        flush(part, &mut outs);
+                        if let Some((c0, c1)) = part.caps.as_mut() {
+                            c0.downgrade(&epoch);
+                            c1.downgrade(&epoch);
+                        }
+                    }
+                    if epoch > allowed {
+                        part.pending = Some((epoch, is_err, rec));
+                        break;
+                    }
+                    if is_err {
+                        shared.source_metrics(idx).errors.fetch_add(1, Ordering::Relaxed);
+                        part.err.push(rec);
+                    } else {
+                        shared.source_metrics(idx).records.fetch_add(1, Ordering::Relaxed);
+                        part.out.push(rec);
+                    }
+                }
+                budget = budget.saturating_sub(n);
+                flush(part, &mut outs);
+            }
+            parts.retain(|p| p.caps.is_some());
+            if !parts.is_empty() {
+                if blocked {
+                    activator.activate_after(Duration::from_micros(200));
+                } else {
+                    activator.activate();
+                }
+            }
+        }
+    });
+    (main, errors)
+}
+
+/// An `errors` record of a source.
+fn source_error(name: &str, reason: &str, raw: String, partition: u32, line: Option<u64>, time: i64) -> Rec {
+    Rec {
+        time,
+        row: vec![
+            Value::str(name),
+            Value::str(reason),
+            Value::Str(Arc::from(raw)),
+            Value::Int(i64::from(partition)),
+            line.map_or(Value::Null, |l| Value::Int(i64::try_from(l).unwrap_or(i64::MAX))),
+        ],
+    }
+}

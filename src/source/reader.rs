@@ -1,0 +1,408 @@
+//! Partition readers: each yields one partition's records in order.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use lockstep_operators::encode::Format;
+use lockstep_operators::value::{Row, Schema, Value};
+
+use super::parse::{csv_open_quote, parse_jsonl, CsvHeader};
+use crate::graph::spec::{FieldGen, GeneratorSpec, NexmarkEvents, NexmarkSpec};
+
+/// One item read from a partition.
+#[derive(Debug)]
+pub enum Item {
+    /// A record that fits the schema.
+    Row(Row),
+    /// Input that does not: the raw text, why, and its 1-based line.
+    Bad {
+        /// The raw input (lossy UTF-8 if it was not UTF-8).
+        raw: String,
+        /// Why it was rejected.
+        reason: String,
+        /// The line it starts on (1-based, within its file).
+        line: u64,
+    },
+}
+
+/// Reads one partition, record by record.
+pub trait PartitionReader {
+    /// The next item, or `None` at the end.
+    ///
+    /// # Errors
+    /// An I/O error, which fails the job.
+    fn next_item(&mut self) -> std::io::Result<Option<Item>>;
+}
+
+/// A byte range of a file: the lines that start in `[start, end)`.
+#[derive(Clone, Debug)]
+pub struct FilePart {
+    /// The file.
+    pub path: PathBuf,
+    /// First byte of the range.
+    pub start: u64,
+    /// End of the range; `None` reads to the end of the file.
+    pub end: Option<u64>,
+}
+
+/// Splits files into partitions: one per file, or `split` byte ranges of one.
+///
+/// # Errors
+/// When a file cannot be opened (named in the message).
+pub fn file_parts(files: &[PathBuf], split: Option<u32>) -> Result<Vec<FilePart>, String> {
+    for f in files {
+        File::open(f).map_err(|e| format!("cannot open input file {}: {e}", f.display()))?;
+    }
+    match split {
+        None => Ok(files.iter().map(|f| FilePart { path: f.clone(), start: 0, end: None }).collect()),
+        Some(k) => {
+            let f = &files[0];
+            let len = std::fs::metadata(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?.len();
+            let k = u64::from(k.max(1));
+            Ok((0..k)
+                .map(|i| FilePart {
+                    path: f.clone(),
+                    start: len * i / k,
+                    end: if i + 1 == k { None } else { Some(len * (i + 1) / k) },
+                })
+                .collect())
+        }
+    }
+}
+
+/// Reads JSON lines or CSV from a byte range of a file, or from any reader.
+pub struct TextReader {
+    input: Box<dyn BufRead + Send>,
+    schema: Schema,
+    format: Format,
+    csv: Option<CsvHeader>,
+    /// Byte position of the next unread byte.
+    pos: u64,
+    end: Option<u64>,
+    /// 1-based line number of the next line, once known.
+    line: Option<u64>,
+    /// The file and where this range starts, to count lines lazily.
+    file: Option<(PathBuf, u64)>,
+    lines_read: u64,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl TextReader {
+    /// A reader of a file's byte range.
+    ///
+    /// # Errors
+    /// I/O errors opening or seeking the file.
+    pub fn open(part: &FilePart, schema: &Schema, format: Format) -> std::io::Result<TextReader> {
+        let mut f = File::open(&part.path)?;
+        let mut start = part.start;
+        if start > 0 {
+            // A range owns the lines that start in it: skip a partial line.
+            f.seek(SeekFrom::Start(start - 1))?;
+            let mut r = BufReader::new(f);
+            let mut skipped = Vec::new();
+            let n = r.read_until(b'\n', &mut skipped)?;
+            start = start - 1 + n as u64;
+            f = r.into_inner();
+            f.seek(SeekFrom::Start(start))?;
+        }
+        let mut reader = TextReader {
+            input: Box::new(BufReader::with_capacity(1 << 20, f)),
+            schema: schema.clone(),
+            format,
+            csv: None,
+            pos: start,
+            end: part.end,
+            line: (start == 0).then_some(1),
+            file: Some((part.path.clone(), start)),
+            lines_read: 0,
+            buf: Vec::new(),
+            done: false,
+        };
+        if format == Format::Csv && start > 0 {
+            // The header is the file's first line.
+            let mut head = BufReader::new(File::open(&part.path)?);
+            let mut line = Vec::new();
+            head.read_until(b'\n', &mut line)?;
+            let text = String::from_utf8_lossy(strip_eol(&line)).into_owned();
+            reader.csv = CsvHeader::parse(&text, schema).ok();
+        }
+        Ok(reader)
+    }
+
+    /// A reader of a stream (stdin).
+    pub fn from_reader(input: Box<dyn BufRead + Send>, schema: &Schema, format: Format) -> TextReader {
+        TextReader {
+            input,
+            schema: schema.clone(),
+            format,
+            csv: None,
+            pos: 0,
+            end: None,
+            line: Some(1),
+            file: None,
+            lines_read: 0,
+            buf: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// Reads one physical line into `buf`; false at the end of the range.
+    fn read_line(&mut self) -> std::io::Result<bool> {
+        self.buf.clear();
+        if self.done || self.end.is_some_and(|e| self.pos >= e) {
+            return Ok(false);
+        }
+        let n = self.input.read_until(b'\n', &mut self.buf)?;
+        if n == 0 {
+            self.done = true;
+            return Ok(false);
+        }
+        self.pos += n as u64;
+        Ok(true)
+    }
+}
+
+fn strip_eol(b: &[u8]) -> &[u8] {
+    let b = b.strip_suffix(b"\n").unwrap_or(b);
+    b.strip_suffix(b"\r").unwrap_or(b)
+}
+
+fn count_lines(path: &FsPath, upto: u64) -> std::io::Result<u64> {
+    let mut f = File::open(path)?.take(upto);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            return Ok(n);
+        }
+        n += memchr::memchr_iter(b'\n', &buf[..k]).count() as u64;
+    }
+}
+
+impl PartitionReader for TextReader {
+    fn next_item(&mut self) -> std::io::Result<Option<Item>> {
+        loop {
+            let first = self.lines_read;
+            if !self.read_line()? {
+                return Ok(None);
+            }
+            self.lines_read += 1;
+            let mut record = match std::str::from_utf8(strip_eol(&self.buf)) {
+                Ok(t) => t.to_string(),
+                Err(e) => {
+                    let raw = String::from_utf8_lossy(strip_eol(&self.buf)).into_owned();
+                    return Ok(Some(self.bad(raw, format!("invalid UTF-8: {e}"), first)));
+                }
+            };
+            if self.format == Format::Jsonl {
+                return Ok(Some(match parse_jsonl(&record, &self.schema) {
+                    Ok(row) => Item::Row(row),
+                    Err(_) if record.trim().is_empty() => {
+                        self.bad(record, "empty line (JSON lines has one object per line)".to_string(), first)
+                    }
+                    Err(reason) => self.bad(record, reason, first),
+                }));
+            }
+            while csv_open_quote(&record) {
+                // A quoted field spans lines: read on, even past the range end.
+                self.buf.clear();
+                let n = self.input.read_until(b'\n', &mut self.buf)?;
+                if n == 0 {
+                    break;
+                }
+                self.pos += n as u64;
+                self.lines_read += 1;
+                record.push('\n');
+                record.push_str(&String::from_utf8_lossy(strip_eol(&self.buf)));
+            }
+            let Some(header) = &self.csv else {
+                match CsvHeader::parse(&record, &self.schema) {
+                    Ok(h) => {
+                        self.csv = Some(h);
+                        continue;
+                    }
+                    Err(reason) => return Ok(Some(self.bad(record, format!("bad CSV header: {reason}"), first))),
+                }
+            };
+            return Ok(Some(match header.parse_record(&record, &self.schema) {
+                Ok(row) => Item::Row(row),
+                Err(reason) => self.bad(record, reason, first),
+            }));
+        }
+    }
+}
+
+impl TextReader {
+    /// A rejected record whose first line is the range's line `first` (0-based).
+    fn bad(&mut self, raw: String, reason: String, first: u64) -> Item {
+        Item::Bad { raw, reason, line: self.base_line() + first }
+    }
+
+    /// The 1-based line number of the range's first line, counted once.
+    fn base_line(&mut self) -> u64 {
+        if let Some(l) = self.line {
+            return l;
+        }
+        let base = self.file.as_ref().and_then(|(p, start)| count_lines(p, *start).ok()).unwrap_or(0) + 1;
+        self.line = Some(base);
+        base
+    }
+}
+
+/// The `generator` source's partition reader.
+pub struct GeneratorReader {
+    spec: Arc<GeneratorSpec>,
+    next: u64,
+    step: u64,
+}
+
+impl GeneratorReader {
+    /// Partition `p` of the generator: record numbers `p, p + P, ...`.
+    pub fn new(spec: Arc<GeneratorSpec>, p: u32) -> GeneratorReader {
+        let step = u64::from(spec.partitions.max(1));
+        GeneratorReader { spec, next: u64::from(p), step }
+    }
+}
+
+/// SplitMix64: a fixed, documented mixer for the generator's random patterns.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The random number of field `f` of record `i` under `seed`.
+fn random(seed: u64, f: usize, i: u64) -> u64 {
+    splitmix64(splitmix64(splitmix64(seed) ^ (f as u64 + 1)) ^ i)
+}
+
+#[allow(clippy::cast_precision_loss, clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+fn gen_value(g: &FieldGen, seed: u64, f: usize, i: u64) -> Value {
+    match g {
+        FieldGen::Sequence { start, step } => Value::Int(start.wrapping_add(step.wrapping_mul(i as i64))),
+        FieldGen::Random { min, max } => {
+            let span = (i128::from(*max) - i128::from(*min) + 1) as u128;
+            let r = u128::from(random(seed, f, i)) % span;
+            Value::Int((i128::from(*min) + r as i128) as i64)
+        }
+        FieldGen::RandomFloat { min, max } => {
+            let unit = (random(seed, f, i) >> 11) as f64 / (1u64 << 53) as f64;
+            Value::Float(min + unit * (max - min))
+        }
+        FieldGen::Sine { amplitude, period, offset } => {
+            let phase = (i % period) as f64 / *period as f64;
+            Value::Float(offset + amplitude * (std::f64::consts::TAU * phase).sin())
+        }
+        FieldGen::Step { values, every } => {
+            let v = &values[((i / every) % values.len() as u64) as usize];
+            match v {
+                serde_json::Value::String(s) => Value::str(s),
+                n if n.is_i64() => Value::Int(n.as_i64().unwrap_or(0)),
+                n => Value::Float(n.as_f64().unwrap_or(0.0)),
+            }
+        }
+        FieldGen::Choice(values) => {
+            Value::str(&values[(random(seed, f, i) % values.len() as u64) as usize])
+        }
+        FieldGen::Timestamp { start, step_ms } => Value::Ts(start.wrapping_add(step_ms.wrapping_mul(i as i64))),
+    }
+}
+
+impl PartitionReader for GeneratorReader {
+    fn next_item(&mut self) -> std::io::Result<Option<Item>> {
+        if self.next >= self.spec.count {
+            return Ok(None);
+        }
+        let i = self.next;
+        self.next += self.step;
+        let row = self
+            .spec
+            .fields
+            .values()
+            .enumerate()
+            .map(|(f, g)| gen_value(g, self.spec.seed, f, i))
+            .collect();
+        Ok(Some(Item::Row(row)))
+    }
+}
+
+/// The `nexmark` source's partition reader.
+pub struct NexmarkReader {
+    gen: nexmark::EventGenerator,
+    count: u64,
+}
+
+impl NexmarkReader {
+    /// Partition `p`: the events of the source's type numbered `p, p + P, ...`
+    /// among the events of that type.
+    pub fn new(spec: &NexmarkSpec, p: u32) -> NexmarkReader {
+        use nexmark::event::EventType;
+        let cfg = nexmark::config::NexmarkConfig { base_time: spec.base_time, ..Default::default() };
+        let ty = match spec.events {
+            NexmarkEvents::Person => EventType::Person,
+            NexmarkEvents::Auction => EventType::Auction,
+            NexmarkEvents::Bid => EventType::Bid,
+        };
+        let gen = nexmark::EventGenerator::new(cfg)
+            .with_type_filter(ty)
+            .with_offset(u64::from(p))
+            .with_step(u64::from(spec.partitions.max(1)));
+        NexmarkReader { gen, count: spec.count }
+    }
+}
+
+#[allow(clippy::cast_possible_wrap)]
+fn int(v: usize) -> Value {
+    Value::Int(v as i64)
+}
+
+#[allow(clippy::cast_possible_wrap)]
+fn ts(v: u64) -> Value {
+    Value::Ts(v as i64)
+}
+
+fn text(s: String) -> Value {
+    Value::Str(Arc::from(s))
+}
+
+impl PartitionReader for NexmarkReader {
+    fn next_item(&mut self) -> std::io::Result<Option<Item>> {
+        use nexmark::event::Event;
+        let n = self.gen.global_offset();
+        if n >= self.count {
+            return Ok(None);
+        }
+        let row: Row = match self.gen.next() {
+            Some(Event::Bid(b)) => vec![int(b.auction), int(b.bidder), int(b.price), text(b.channel), text(b.url), ts(b.date_time), text(b.extra)],
+            Some(Event::Person(p)) => vec![
+                int(p.id),
+                text(p.name),
+                text(p.email_address),
+                text(p.credit_card),
+                text(p.city),
+                text(p.state),
+                ts(p.date_time),
+                text(p.extra),
+            ],
+            Some(Event::Auction(a)) => vec![
+                int(a.id),
+                text(a.item_name),
+                text(a.description),
+                int(a.initial_bid),
+                int(a.reserve),
+                ts(a.date_time),
+                ts(a.expires),
+                int(a.seller),
+                int(a.category),
+                text(a.extra),
+            ],
+            None => return Ok(None),
+        };
+        Ok(Some(Item::Row(row)))
+    }
+}
