@@ -107,6 +107,11 @@ impl GraphBuilder {
     /// Every problem, as `lockstep validate` would report it.
     pub fn build(&self, registry: &Registry) -> Result<Graph, GraphError> {
         let text = serde_json::to_string_pretty(&self.to_json()).unwrap_or_default();
-        Graph::from_json_str(&text, &format!("<graph {}>", self.name), &self.base_dir, registry)
+        Graph::from_json_str(
+            &text,
+            &format!("<graph {}>", self.name),
+            &self.base_dir,
+            registry,
+        )
     }
 }

@@ -68,7 +68,11 @@ fn load(path: &std::path::Path) -> Result<Graph, ExitCode> {
         Err(e) => {
             eprintln!("{e}");
             let n = e.diagnostics.len();
-            eprintln!("lockstep: {n} error{} in {}", if n == 1 { "" } else { "s" }, path.display());
+            eprintln!(
+                "lockstep: {n} error{} in {}",
+                if n == 1 { "" } else { "s" },
+                path.display()
+            );
             Err(ExitCode::from(2))
         }
     }
@@ -88,7 +92,15 @@ fn main() -> ExitCode {
             }
             Err(c) => c,
         },
-        Command::Run { graph, workers, state, processes, process_id, hosts, quiet } => {
+        Command::Run {
+            graph,
+            workers,
+            state,
+            processes,
+            process_id,
+            hosts,
+            quiet,
+        } => {
             if state.is_some() {
                 eprintln!("lockstep: --state (checkpoints in RocksDB) is not available in this version yet; run without it");
                 return ExitCode::from(2);

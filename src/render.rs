@@ -36,7 +36,11 @@ fn sink_label(kind: &SinkKind) -> &'static str {
 
 fn edge(g: &Graph, r: &PortRef, to: &str) -> Edge {
     let port = &g.ports(r.producer)[r.port].name;
-    Edge { from: g.producer_name(r.producer).to_string(), to: to.to_string(), label: port.clone() }
+    Edge {
+        from: g.producer_name(r.producer).to_string(),
+        to: to.to_string(),
+        label: port.clone(),
+    }
 }
 
 /// Renders the graph: nodes in declaration order (sources, nodes, sinks),
@@ -44,13 +48,25 @@ fn edge(g: &Graph, r: &PortRef, to: &str) -> Edge {
 pub fn render(g: &Graph, format: GraphFormat) -> String {
     let mut vertices: Vec<(String, String, &'static str)> = Vec::new();
     for s in &g.sources {
-        vertices.push((s.name.clone(), format!("{}\\n{}", s.name, source_label(&s.kind)), "source"));
+        vertices.push((
+            s.name.clone(),
+            format!("{}\\n{}", s.name, source_label(&s.kind)),
+            "source",
+        ));
     }
     for n in &g.nodes {
-        vertices.push((n.name.clone(), format!("{}\\n{}", n.name, n.type_name), "node"));
+        vertices.push((
+            n.name.clone(),
+            format!("{}\\n{}", n.name, n.type_name),
+            "node",
+        ));
     }
     for s in &g.sinks {
-        vertices.push((s.name.clone(), format!("{}\\n{}", s.name, sink_label(&s.kind)), "sink"));
+        vertices.push((
+            s.name.clone(),
+            format!("{}\\n{}", s.name, sink_label(&s.kind)),
+            "sink",
+        ));
     }
     let mut edges = Vec::new();
     for n in &g.nodes {
@@ -77,7 +93,10 @@ pub fn render(g: &Graph, format: GraphFormat) -> String {
                 if e.label.is_empty() {
                     out.push_str(&format!("  \"{}\" -> \"{}\";\n", e.from, e.to));
                 } else {
-                    out.push_str(&format!("  \"{}\" -> \"{}\" [label=\"{}\"];\n", e.from, e.to, e.label));
+                    out.push_str(&format!(
+                        "  \"{}\" -> \"{}\" [label=\"{}\"];\n",
+                        e.from, e.to, e.label
+                    ));
                 }
             }
             out.push_str("}\n");

@@ -143,7 +143,9 @@ impl fmt::Display for RunError {
 impl std::error::Error for RunError {}
 
 fn err(message: impl Into<String>) -> RunError {
-    RunError { message: message.into() }
+    RunError {
+        message: message.into(),
+    }
 }
 
 /// Checks inputs and prepares outputs before any worker starts: input files
@@ -152,7 +154,9 @@ fn prepare(graph: &Graph) -> Result<Vec<Vec<FilePart>>, RunError> {
     let mut parts = Vec::new();
     for s in &graph.sources {
         parts.push(match &s.kind {
-            SourceKind::File { files, split, .. } => file_parts(files, *split).map_err(|e| err(format!("source \"{}\": {e}", s.name)))?,
+            SourceKind::File { files, split, .. } => {
+                file_parts(files, *split).map_err(|e| err(format!("source \"{}\": {e}", s.name)))?
+            }
             _ => Vec::new(),
         });
     }
@@ -164,10 +168,19 @@ fn prepare(graph: &Graph) -> Result<Vec<Vec<FilePart>>, RunError> {
                     let mut f = std::fs::File::create(p).map_err(|e| {
                         err(format!("sink \"{}\": cannot create {}: {e}; check that its directory exists and is writable", s.name, p.display()))
                     })?;
-                    f.write_all(header.header().as_bytes()).map_err(|e| err(format!("sink \"{}\": cannot write {}: {e}", s.name, p.display())))?;
+                    f.write_all(header.header().as_bytes()).map_err(|e| {
+                        err(format!(
+                            "sink \"{}\": cannot write {}: {e}",
+                            s.name,
+                            p.display()
+                        ))
+                    })?;
                 }
             }
-            SinkKind::Stdout { format: Format::Csv, .. } => {
+            SinkKind::Stdout {
+                format: Format::Csv,
+                ..
+            } => {
                 let mut out = std::io::stdout().lock();
                 let _ = out.write_all(Encoder::new(&s.schema, Format::Csv).header().as_bytes());
                 let _ = out.flush();
@@ -190,13 +203,21 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
         file_parts,
         abort: AtomicBool::new(false),
         failure: Mutex::new(None),
-        sources: graph.sources.iter().map(|_| SourceMetrics::default()).collect(),
+        sources: graph
+            .sources
+            .iter()
+            .map(|_| SourceMetrics::default())
+            .collect(),
         sinks: graph.sinks.iter().map(|_| AtomicU64::new(0)).collect(),
         unconsumed: Mutex::new(BTreeMap::new()),
         node_errors: graph.nodes.iter().map(|_| AtomicU64::new(0)).collect(),
     });
     let workers = opts.workers.max(1);
-    let config = if workers == 1 { timely::Config::thread() } else { timely::Config::process(workers) };
+    let config = if workers == 1 {
+        timely::Config::thread()
+    } else {
+        timely::Config::process(workers)
+    };
     let (g, s) = (Arc::clone(&graph), Arc::clone(&shared));
     let guards = timely::execute(config, move |worker| {
         let probe = ProbeHandle::new();
@@ -220,7 +241,16 @@ fn summary(graph: &Graph, shared: &Shared, elapsed: Duration) -> RunSummary {
         .map(|m| {
             m.iter()
                 .filter(|(_, c)| **c > 0)
-                .map(|((p, port), c)| (format!("{}.{}", graph.producer_name(*p), graph.ports(*p)[*port].name), *c))
+                .map(|((p, port), c)| {
+                    (
+                        format!(
+                            "{}.{}",
+                            graph.producer_name(*p),
+                            graph.ports(*p)[*port].name
+                        ),
+                        *c,
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -229,7 +259,13 @@ fn summary(graph: &Graph, shared: &Shared, elapsed: Duration) -> RunSummary {
             .sources
             .iter()
             .zip(&shared.sources)
-            .map(|(s, m)| (s.name.clone(), m.records.load(Ordering::Relaxed), m.errors.load(Ordering::Relaxed)))
+            .map(|(s, m)| {
+                (
+                    s.name.clone(),
+                    m.records.load(Ordering::Relaxed),
+                    m.errors.load(Ordering::Relaxed),
+                )
+            })
             .collect(),
         node_errors: graph
             .nodes
@@ -238,7 +274,12 @@ fn summary(graph: &Graph, shared: &Shared, elapsed: Duration) -> RunSummary {
             .filter(|(n, _)| n.ports.iter().any(|p| p.name == "errors"))
             .map(|(n, c)| (n.name.clone(), c.load(Ordering::Relaxed)))
             .collect(),
-        sinks: graph.sinks.iter().zip(&shared.sinks).map(|(s, c)| (s.name.clone(), c.load(Ordering::Relaxed))).collect(),
+        sinks: graph
+            .sinks
+            .iter()
+            .zip(&shared.sinks)
+            .map(|(s, c)| (s.name.clone(), c.load(Ordering::Relaxed)))
+            .collect(),
         discarded,
         elapsed,
     }
@@ -246,7 +287,12 @@ fn summary(graph: &Graph, shared: &Shared, elapsed: Duration) -> RunSummary {
 
 /// Builds the whole graph in one dataflow scope: sources, nodes in
 /// topological order, the fail gate, then sinks. Identical on every worker.
-fn build_dataflow<'s>(scope: Scope<'s, u64>, graph: &Arc<Graph>, shared: &Arc<Shared>, probe: &ProbeHandle<u64>) {
+fn build_dataflow<'s>(
+    scope: Scope<'s, u64>,
+    graph: &Arc<Graph>,
+    shared: &Arc<Shared>,
+    probe: &ProbeHandle<u64>,
+) {
     let mut edges: BTreeMap<(Producer, usize), Edge<'s>> = BTreeMap::new();
     for i in 0..graph.sources.len() {
         let (main, errors) = crate::source::build(scope, graph, i, shared, probe);
@@ -272,7 +318,9 @@ fn build_dataflow<'s>(scope: Scope<'s, u64>, graph: &Arc<Graph>, shared: &Arc<Sh
         }
     }
     for s in &graph.sinks {
-        *consumed.entry((s.input.producer, s.input.port)).or_default() += 1;
+        *consumed
+            .entry((s.input.producer, s.input.port))
+            .or_default() += 1;
     }
     let mut fail_inputs = Vec::new();
     for (&(p, port), stream) in &edges {
@@ -306,7 +354,9 @@ fn build_dataflow<'s>(scope: Scope<'s, u64>, graph: &Arc<Graph>, shared: &Arc<Sh
     }
     let fail = fail_gate(scope, fail_inputs, graph, shared).broadcast();
     for (i, s) in graph.sinks.iter().enumerate() {
-        let Some(input) = edges.get(&(s.input.producer, s.input.port)).cloned() else { continue };
+        let Some(input) = edges.get(&(s.input.producer, s.input.port)).cloned() else {
+            continue;
+        };
         crate::sink::build(scope, s, i, input, fail.clone(), shared).probe_with(probe);
     }
 }
@@ -316,7 +366,12 @@ fn build_dataflow<'s>(scope: Scope<'s, u64>, graph: &Arc<Graph>, shared: &Arc<Sh
 /// of them in the spec's total order fails the job, and a marker at that
 /// epoch tells every sink writer to write nothing from that epoch on. So the
 /// output and the reported error are the same for any worker count.
-fn fail_gate<'s>(scope: Scope<'s, u64>, inputs: Vec<Edge<'s>>, graph: &Arc<Graph>, shared: &Arc<Shared>) -> StreamVec<'s, u64, ()> {
+fn fail_gate<'s>(
+    scope: Scope<'s, u64>,
+    inputs: Vec<Edge<'s>>,
+    graph: &Arc<Graph>,
+    shared: &Arc<Shared>,
+) -> StreamVec<'s, u64, ()> {
     let errors = scope.concatenate(inputs);
     let mut builder = OperatorBuilder::new("fail gate".to_string(), scope);
     let mut input = builder.new_input(errors, Exchange::new(|_: &Rec| 0));
@@ -333,7 +388,9 @@ fn fail_gate<'s>(scope: Scope<'s, u64>, inputs: Vec<Edge<'s>>, graph: &Arc<Graph
             let mut o = out.activate();
             let port = o.output_index();
             input.for_each_stamp(|cap, data| {
-                let (Some(&t), Some(c)) = (cap.least(), cap.retain_least(port)) else { return };
+                let (Some(&t), Some(c)) = (cap.least(), cap.retain_least(port)) else {
+                    return;
+                };
                 let slot = stash.entry(t).or_insert_with(|| (c, Vec::new()));
                 for b in data {
                     slot.1.append(b);
@@ -380,7 +437,15 @@ fn describe_failure(graph: &Graph, r: &Rec, n: usize) -> String {
             _ => 0,
         };
         let file = match &src.kind {
-            SourceKind::File { files, split, .. } => Some(files[if split.is_some() { 0 } else { part.min(files.len() - 1) }].display().to_string()),
+            SourceKind::File { files, split, .. } => Some(
+                files[if split.is_some() {
+                    0
+                } else {
+                    part.min(files.len() - 1)
+                }]
+                .display()
+                .to_string(),
+            ),
             SourceKind::Stdin { .. } => Some("<stdin>".to_string()),
             _ => None,
         };

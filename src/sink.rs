@@ -13,11 +13,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::{Scope, StreamVec};
 
 use lockstep_operators::encode::{Encoder, Format};
@@ -45,7 +45,10 @@ impl Run {
     fn entry(&self, i: usize) -> (&[u8], &[u8]) {
         let (ks, ls) = if i == 0 { (0, 0) } else { self.ends[i - 1] };
         let (ke, le) = self.ends[i];
-        (&self.keys[ks as usize..ke as usize], &self.lines[ls as usize..le as usize])
+        (
+            &self.keys[ks as usize..ke as usize],
+            &self.lines[ls as usize..le as usize],
+        )
     }
 }
 
@@ -65,22 +68,44 @@ impl Pending {
         }
         let ls = self.lines.len();
         enc.encode(&rec.row, &mut self.lines);
-        self.idx.push((to_u32(ks), to_u32(self.keys.len() - ks), to_u32(ls), to_u32(self.lines.len() - ls)));
+        self.idx.push((
+            to_u32(ks),
+            to_u32(self.keys.len() - ks),
+            to_u32(ls),
+            to_u32(self.lines.len() - ls),
+        ));
     }
 
     fn into_run(self, part: u32) -> Run {
-        let Pending { keys, lines, mut idx } = self;
+        let Pending {
+            keys,
+            lines,
+            mut idx,
+        } = self;
         let lines = lines.into_bytes();
-        let slice = |_: &[u8], s: u32, l: u32| -> std::ops::Range<usize> { s as usize..(s + l) as usize };
+        let slice =
+            |_: &[u8], s: u32, l: u32| -> std::ops::Range<usize> { s as usize..(s + l) as usize };
         idx.sort_unstable_by(|a, b| {
-            (&keys[slice(&keys, a.0, a.1)], &lines[slice(&lines, a.2, a.3)])
-                .cmp(&(&keys[slice(&keys, b.0, b.1)], &lines[slice(&lines, b.2, b.3)]))
+            (
+                &keys[slice(&keys, a.0, a.1)],
+                &lines[slice(&lines, a.2, a.3)],
+            )
+                .cmp(&(
+                    &keys[slice(&keys, b.0, b.1)],
+                    &lines[slice(&lines, b.2, b.3)],
+                ))
         });
-        let mut run = Run { part, keys: Vec::with_capacity(keys.len()), lines: Vec::with_capacity(lines.len()), ends: Vec::with_capacity(idx.len()) };
+        let mut run = Run {
+            part,
+            keys: Vec::with_capacity(keys.len()),
+            lines: Vec::with_capacity(lines.len()),
+            ends: Vec::with_capacity(idx.len()),
+        };
         for (ks, kl, ls, ll) in idx {
             run.keys.extend_from_slice(&keys[slice(&keys, ks, kl)]);
             run.lines.extend_from_slice(&lines[slice(&lines, ls, ll)]);
-            run.ends.push((to_u32(run.keys.len()), to_u32(run.lines.len())));
+            run.ends
+                .push((to_u32(run.keys.len()), to_u32(run.lines.len())));
         }
         run
     }
@@ -104,11 +129,30 @@ fn writer_of(sink: usize, part: u32, peers: usize) -> usize {
 }
 
 /// Builds sink `idx`; returns the stream to probe for its progress.
-pub fn build<'s>(scope: Scope<'s, u64>, def: &SinkDef, idx: usize, input: Edge<'s>, fail: StreamVec<'s, u64, ()>, shared: &Arc<Shared>) -> StreamVec<'s, u64, ()> {
+pub fn build<'s>(
+    scope: Scope<'s, u64>,
+    def: &SinkDef,
+    idx: usize,
+    input: Edge<'s>,
+    fail: StreamVec<'s, u64, ()>,
+    shared: &Arc<Shared>,
+) -> StreamVec<'s, u64, ()> {
     let (format, order_by, key, target) = match &def.kind {
         SinkKind::Null => return null_sink(input, def, idx, shared),
-        SinkKind::File { paths, format, order_by, key } => (*format, order_by.clone(), key.clone(), Target::Files(paths.clone())),
-        SinkKind::Stdout { format, order_by } => (*format, order_by.clone(), Vec::new(), Target::Stdout),
+        SinkKind::File {
+            paths,
+            format,
+            order_by,
+            key,
+        } => (
+            *format,
+            order_by.clone(),
+            key.clone(),
+            Target::Files(paths.clone()),
+        ),
+        SinkKind::Stdout { format, order_by } => {
+            (*format, order_by.clone(), Vec::new(), Target::Stdout)
+        }
     };
     let parts = match &target {
         Target::Files(p) => u32::try_from(p.len()).unwrap_or(1),
@@ -119,7 +163,12 @@ pub fn build<'s>(scope: Scope<'s, u64>, def: &SinkDef, idx: usize, input: Edge<'
     write(scope, runs, fail, def, idx, target, format, shared)
 }
 
-fn null_sink<'s>(input: Edge<'s>, def: &SinkDef, idx: usize, shared: &Arc<Shared>) -> StreamVec<'s, u64, ()> {
+fn null_sink<'s>(
+    input: Edge<'s>,
+    def: &SinkDef,
+    idx: usize,
+    shared: &Arc<Shared>,
+) -> StreamVec<'s, u64, ()> {
     let counter = Arc::clone(shared);
     let mut builder = OperatorBuilder::new(format!("sink {}", def.name), input.scope());
     let mut handle = builder.new_input(input, Pipeline);
@@ -138,7 +187,14 @@ fn null_sink<'s>(input: Edge<'s>, def: &SinkDef, idx: usize, shared: &Arc<Shared
 
 /// Stage 1: stash each epoch's records encoded, sort when the epoch is
 /// complete, and ship one sorted run per output file to its writer.
-fn local_sort<'s>(input: Edge<'s>, name: &str, order_by: Vec<usize>, key: Vec<usize>, parts: u32, enc: Encoder) -> StreamVec<'s, u64, Run> {
+fn local_sort<'s>(
+    input: Edge<'s>,
+    name: &str,
+    order_by: Vec<usize>,
+    key: Vec<usize>,
+    parts: u32,
+    enc: Encoder,
+) -> StreamVec<'s, u64, Run> {
     let mut builder = OperatorBuilder::new(format!("sink {name} sort"), input.scope());
     let mut handle = builder.new_input(input, Pipeline);
     let (out, stream) = builder.new_output::<Vec<Run>>();
@@ -151,8 +207,12 @@ fn local_sort<'s>(input: Edge<'s>, name: &str, order_by: Vec<usize>, key: Vec<us
             let mut o = out.activate();
             let port = o.output_index();
             handle.for_each_stamp(|cap, data| {
-                let (Some(&t), Some(c)) = (cap.least(), cap.retain_least(port)) else { return };
-                let slot = stash.entry(t).or_insert_with(|| (c, (0..parts).map(|_| Pending::default()).collect()));
+                let (Some(&t), Some(c)) = (cap.least(), cap.retain_least(port)) else {
+                    return;
+                };
+                let slot = stash
+                    .entry(t)
+                    .or_insert_with(|| (c, (0..parts).map(|_| Pending::default()).collect()));
                 for batch in data {
                     for rec in batch.iter() {
                         let p = if parts > 1 {
@@ -189,10 +249,22 @@ fn local_sort<'s>(input: Edge<'s>, name: &str, order_by: Vec<usize>, key: Vec<us
 /// epoch and appends them, unless the fail gate stopped the job at or before
 /// that epoch.
 #[allow(clippy::too_many_arguments)]
-fn write<'s>(scope: Scope<'s, u64>, runs: StreamVec<'s, u64, Run>, fail: StreamVec<'s, u64, ()>, def: &SinkDef, idx: usize, target: Target, format: Format, shared: &Arc<Shared>) -> StreamVec<'s, u64, ()> {
+fn write<'s>(
+    scope: Scope<'s, u64>,
+    runs: StreamVec<'s, u64, Run>,
+    fail: StreamVec<'s, u64, ()>,
+    def: &SinkDef,
+    idx: usize,
+    target: Target,
+    format: Format,
+    shared: &Arc<Shared>,
+) -> StreamVec<'s, u64, ()> {
     let peers = scope.peers();
     let mut builder = OperatorBuilder::new(format!("sink {} write", def.name), scope);
-    let mut runs_in = builder.new_input(runs, Exchange::new(move |r: &Run| writer_of(idx, r.part, peers) as u64));
+    let mut runs_in = builder.new_input(
+        runs,
+        Exchange::new(move |r: &Run| writer_of(idx, r.part, peers) as u64),
+    );
     let mut fail_in = builder.new_input(fail, Pipeline);
     let (out, stream) = builder.new_output::<Vec<()>>();
     let mut out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<()>>>::from(out);
@@ -214,7 +286,9 @@ fn write<'s>(scope: Scope<'s, u64>, runs: StreamVec<'s, u64, Run>, fail: StreamV
                 }
             });
             runs_in.for_each_stamp(|cap, data| {
-                let (Some(&t), Some(c)) = (cap.least(), cap.retain_least(port)) else { return };
+                let (Some(&t), Some(c)) = (cap.least(), cap.retain_least(port)) else {
+                    return;
+                };
                 let slot = stash.entry(t).or_insert_with(|| (c, Vec::new()));
                 for batch in data {
                     slot.1.append(batch);
@@ -242,12 +316,17 @@ fn write<'s>(scope: Scope<'s, u64>, runs: StreamVec<'s, u64, Run>, fail: StreamV
                                 Target::Files(paths) => OpenOptions::new()
                                     .append(true)
                                     .open(&paths[part as usize])
-                                    .map(|f| Box::new(std::io::BufWriter::with_capacity(1 << 16, f)) as Box<dyn Write>),
+                                    .map(|f| {
+                                        Box::new(std::io::BufWriter::with_capacity(1 << 16, f))
+                                            as Box<dyn Write>
+                                    }),
                             };
                             match opened {
                                 Ok(w) => v.insert(w),
                                 Err(err) => {
-                                    shared.fail(format!("sink \"{name}\": cannot open its output: {err}"));
+                                    shared.fail(format!(
+                                        "sink \"{name}\": cannot open its output: {err}"
+                                    ));
                                     continue;
                                 }
                             }

@@ -1,1 +1,13 @@
-fn main(){}
+//! Integration tests that run the `lockstep` binary like a user: examples and
+//! their checked-in output, determinism across worker counts and partitionings,
+//! broken graphs and records, and a property test against a reference.
+
+mod cli {
+    pub mod common;
+    mod determinism;
+    mod errors;
+    mod examples;
+    mod nexmark;
+    mod props;
+    mod records;
+}

@@ -115,7 +115,9 @@ fn convert_path(p: &serde_path_to_error::Path) -> Path {
         p.iter()
             .filter_map(|s| match s {
                 Segment::Seq { index } => Some(Seg::Index(*index)),
-                Segment::Map { key } | Segment::Enum { variant: key } => Some(Seg::Key(key.clone())),
+                Segment::Map { key } | Segment::Enum { variant: key } => {
+                    Some(Seg::Key(key.clone()))
+                }
                 Segment::Unknown => None,
             })
             .collect(),
@@ -135,8 +137,23 @@ fn expected_names(msg: &str) -> Vec<String> {
         .collect()
 }
 
+/// serde's wording, in the words of the graph format.
 fn backticks_to_quotes(msg: &str) -> String {
-    msg.replace('`', "\"")
+    let mut m = msg.replace('`', "\"");
+    for (from, to) in [
+        ("expected u32", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected i64", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected an array"),
+        ("expected a map", "expected an object"),
+        ("integer `", "integer \""),
+    ] {
+        if let Some(rest) = m.strip_suffix(from) {
+            m = format!("{rest}{to}");
+        }
+    }
+    m
 }
 
 /// Deserializes a config from JSON, collecting every unknown field (with a
@@ -256,18 +273,32 @@ mod tests {
         let errs = parse_config::<Cfg>(v).unwrap_err();
         let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(text.len(), 4, "{text:#?}");
-        assert!(text[0].starts_with("wher: unknown field \"wher\" (did you mean \"where\"?)"), "{text:#?}");
-        assert!(text[1].starts_with("inner.size: unknown field \"size\" (did you mean \"size_ms\"?)"), "{text:#?}");
-        assert!(text[2].starts_with("zzz: unknown field \"zzz\"; expected one of"), "{text:#?}");
+        assert!(
+            text[0].starts_with("wher: unknown field \"wher\" (did you mean \"where\"?)"),
+            "{text:#?}"
+        );
+        assert!(
+            text[1].starts_with("inner.size: unknown field \"size\" (did you mean \"size_ms\"?)"),
+            "{text:#?}"
+        );
+        assert!(
+            text[2].starts_with("zzz: unknown field \"zzz\"; expected one of"),
+            "{text:#?}"
+        );
         assert_eq!(text[3], "(top level): missing field \"where\"; add it");
     }
 
     #[test]
     fn type_errors_name_the_path() {
-        let v: Json = serde_json::from_str(r#"{"input":"a","where":"x","inner":{"size_ms":"1"}}"#).unwrap();
+        let v: Json =
+            serde_json::from_str(r#"{"input":"a","where":"x","inner":{"size_ms":"1"}}"#).unwrap();
         let errs = parse_config::<Cfg>(v).unwrap_err();
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].path.to_string(), "inner.size_ms");
-        assert!(errs[0].message.contains("invalid type"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.contains("invalid type"),
+            "{}",
+            errs[0].message
+        );
     }
 }

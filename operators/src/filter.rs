@@ -7,7 +7,9 @@ use serde::Deserialize;
 use crate::config::{parse_config, Diag, Path};
 use crate::encode::{Encoder, Format};
 use crate::expr::{self, Expr};
-use crate::node::{error_record, stateless, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, ERRORS_PORT};
+use crate::node::{
+    error_record, stateless, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, ERRORS_PORT,
+};
 use crate::value::{errors_schema, Schema, Type};
 
 /// The `filter` node type.
@@ -41,11 +43,19 @@ impl NodeKind for Filter {
 }
 
 /// Compiles a condition that must be of type bool.
-pub(crate) fn compile_condition(src: &str, schema: &Schema, path: Path, what: &str) -> Result<Expr, Diag> {
+pub(crate) fn compile_condition(
+    src: &str,
+    schema: &Schema,
+    path: Path,
+    what: &str,
+) -> Result<Expr, Diag> {
     let e = expr::compile(src, schema).map_err(|e| Diag::new(path.clone(), e.message))?;
     match e.ty() {
         None | Some(Type::Bool) => Ok(e),
-        Some(t) => Err(Diag::new(path, format!("{what} must be a bool expression, but this one is {t}"))),
+        Some(t) => Err(Diag::new(
+            path,
+            format!("{what} must be a bool expression, but this one is {t}"),
+        )),
     }
 }
 
@@ -81,20 +91,29 @@ impl Node for FilterNode {
             Port::new(ERRORS_PORT, errors_schema()),
         ]
     }
-    fn build<'s>(&self, _scope: timely::dataflow::Scope<'s, u64>, mut inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
+    fn build<'s>(
+        &self,
+        _scope: timely::dataflow::Scope<'s, u64>,
+        mut inputs: Vec<Edge<'s>>,
+    ) -> Vec<Edge<'s>> {
         let cond = self.cond.clone();
         let name = self.name.clone();
         let encoder = self.encoder.clone();
         let input = inputs.remove(0);
-        stateless(input, &format!("filter {}", self.name), 2, move |rec| match cond.eval_predicate(&rec.row) {
-            Ok(true) => Some((0, rec)),
-            Ok(false) => None,
-            Err(e) => {
-                let mut raw = String::new();
-                encoder.encode(&rec.row, &mut raw);
-                raw.pop();
-                Some((1, error_record(&name, &e.reason, raw, rec.time)))
-            }
-        })
+        stateless(
+            input,
+            &format!("filter {}", self.name),
+            2,
+            move |rec| match cond.eval_predicate(&rec.row) {
+                Ok(true) => Some((0, rec)),
+                Ok(false) => None,
+                Err(e) => {
+                    let mut raw = String::new();
+                    encoder.encode(&rec.row, &mut raw);
+                    raw.pop();
+                    Some((1, error_record(&name, &e.reason, raw, rec.time)))
+                }
+            },
+        )
     }
 }

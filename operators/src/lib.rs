@@ -5,16 +5,16 @@
 //! crate depends on this one. Nothing here knows about sources, sinks or the
 //! CLI.
 
+pub mod config;
 pub mod encode;
 pub mod expr;
-pub mod json;
-pub mod suggest;
-pub mod timefmt;
-pub mod value;
-pub mod config;
 pub mod filter;
+pub mod json;
 pub mod map;
 pub mod node;
 pub mod registry;
 pub mod route;
+pub mod suggest;
+pub mod timefmt;
 pub mod union;
+pub mod value;

@@ -8,7 +8,9 @@ use serde::Deserialize;
 use crate::config::{parse_config, Diag, Path};
 use crate::encode::{Encoder, Format};
 use crate::expr::{self, Expr};
-use crate::node::{error_record, stateless, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, ERRORS_PORT};
+use crate::node::{
+    error_record, stateless, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, ERRORS_PORT,
+};
 use crate::value::{errors_schema, Rec, Schema};
 
 /// The `map` node type.
@@ -50,12 +52,18 @@ pub(crate) fn compile_select(
     let mut fields = Vec::new();
     let mut exprs = Vec::new();
     if select.is_empty() {
-        diags.push(Diag::new(at.clone(), "select is empty: name at least one output field"));
+        diags.push(Diag::new(
+            at.clone(),
+            "select is empty: name at least one output field",
+        ));
     }
     for (name, src) in select {
         let path = at.key(name);
         if name.is_empty() {
-            diags.push(Diag::new(path.clone(), "an output field needs a non-empty name"));
+            diags.push(Diag::new(
+                path.clone(),
+                "an output field needs a non-empty name",
+            ));
         }
         match expr::compile(src, scope) {
             Ok(e) => match e.ty() {
@@ -108,24 +116,39 @@ impl Node for MapNode {
             Port::new(ERRORS_PORT, errors_schema()),
         ]
     }
-    fn build<'s>(&self, _scope: timely::dataflow::Scope<'s, u64>, mut inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
+    fn build<'s>(
+        &self,
+        _scope: timely::dataflow::Scope<'s, u64>,
+        mut inputs: Vec<Edge<'s>>,
+    ) -> Vec<Edge<'s>> {
         let exprs = self.exprs.clone();
         let name = self.name.clone();
         let encoder = self.encoder.clone();
-        stateless(inputs.remove(0), &format!("map {}", self.name), 2, move |rec| {
-            let mut row = Vec::with_capacity(exprs.len());
-            for e in &exprs {
-                match e.eval(&rec.row) {
-                    Ok(v) => row.push(v),
-                    Err(err) => {
-                        let mut raw = String::new();
-                        encoder.encode(&rec.row, &mut raw);
-                        raw.pop();
-                        return Some((1, error_record(&name, &err.reason, raw, rec.time)));
+        stateless(
+            inputs.remove(0),
+            &format!("map {}", self.name),
+            2,
+            move |rec| {
+                let mut row = Vec::with_capacity(exprs.len());
+                for e in &exprs {
+                    match e.eval(&rec.row) {
+                        Ok(v) => row.push(v),
+                        Err(err) => {
+                            let mut raw = String::new();
+                            encoder.encode(&rec.row, &mut raw);
+                            raw.pop();
+                            return Some((1, error_record(&name, &err.reason, raw, rec.time)));
+                        }
                     }
                 }
-            }
-            Some((0, Rec { time: rec.time, row }))
-        })
+                Some((
+                    0,
+                    Rec {
+                        time: rec.time,
+                        row,
+                    },
+                ))
+            },
+        )
     }
 }

@@ -37,7 +37,10 @@ impl NodeKind for Builtin {
     fn example(&self) -> &'static str {
         self.0.example()
     }
-    fn parse(&self, config: serde_json::Value) -> Result<Box<dyn crate::node::NodeConfig>, Vec<crate::config::Diag>> {
+    fn parse(
+        &self,
+        config: serde_json::Value,
+    ) -> Result<Box<dyn crate::node::NodeConfig>, Vec<crate::config::Diag>> {
         self.0.parse(config)
     }
 }
@@ -46,7 +49,10 @@ impl Registry {
     /// The built-in node types.
     pub fn builtin() -> Registry {
         Registry {
-            kinds: NODES.iter().map(|k| Arc::new(Builtin(*k)) as Arc<dyn NodeKind>).collect(),
+            kinds: NODES
+                .iter()
+                .map(|k| Arc::new(Builtin(*k)) as Arc<dyn NodeKind>)
+                .collect(),
         }
     }
 

@@ -9,7 +9,9 @@ use crate::config::{parse_config, Diag, Path};
 use crate::encode::{Encoder, Format};
 use crate::expr::Expr;
 use crate::filter::compile_condition;
-use crate::node::{error_record, stateless, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, ERRORS_PORT};
+use crate::node::{
+    error_record, stateless, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, ERRORS_PORT,
+};
 use crate::value::{errors_schema, Schema};
 
 /// The `route` node type.
@@ -53,11 +55,18 @@ impl NodeConfig for RouteConfig {
         let mut diags = Vec::new();
         let mut conds = Vec::new();
         if self.routes.is_empty() {
-            diags.push(Diag::new(Path::of(&["routes"]), "routes is empty: name at least one route"));
+            diags.push(Diag::new(
+                Path::of(&["routes"]),
+                "routes is empty: name at least one route",
+            ));
         }
         for (name, src) in &self.routes {
             let path = Path::of(&["routes", name]);
-            if name.is_empty() || name == UNMATCHED_PORT || name == ERRORS_PORT || name.contains('.') {
+            if name.is_empty()
+                || name == UNMATCHED_PORT
+                || name == ERRORS_PORT
+                || name.contains('.')
+            {
                 diags.push(Diag::new(
                     path.clone(),
                     format!("\"{name}\" cannot name a route (reserved, empty or contains '.'); choose another name"),
@@ -92,30 +101,43 @@ struct RouteNode {
 
 impl Node for RouteNode {
     fn outputs(&self) -> Vec<Port> {
-        let mut ports: Vec<Port> = self.routes.iter().map(|r| Port::new(r.clone(), self.schema.clone())).collect();
+        let mut ports: Vec<Port> = self
+            .routes
+            .iter()
+            .map(|r| Port::new(r.clone(), self.schema.clone()))
+            .collect();
         ports.push(Port::new(UNMATCHED_PORT, self.schema.clone()));
         ports.push(Port::new(ERRORS_PORT, errors_schema()));
         ports
     }
-    fn build<'s>(&self, _scope: timely::dataflow::Scope<'s, u64>, mut inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
+    fn build<'s>(
+        &self,
+        _scope: timely::dataflow::Scope<'s, u64>,
+        mut inputs: Vec<Edge<'s>>,
+    ) -> Vec<Edge<'s>> {
         let conds = self.conds.clone();
         let name = self.name.clone();
         let encoder = self.encoder.clone();
         let n = conds.len();
-        stateless(inputs.remove(0), &format!("route {}", self.name), n + 2, move |rec| {
-            for (i, c) in conds.iter().enumerate() {
-                match c.eval_predicate(&rec.row) {
-                    Ok(true) => return Some((i, rec)),
-                    Ok(false) => {}
-                    Err(e) => {
-                        let mut raw = String::new();
-                        encoder.encode(&rec.row, &mut raw);
-                        raw.pop();
-                        return Some((n + 1, error_record(&name, &e.reason, raw, rec.time)));
+        stateless(
+            inputs.remove(0),
+            &format!("route {}", self.name),
+            n + 2,
+            move |rec| {
+                for (i, c) in conds.iter().enumerate() {
+                    match c.eval_predicate(&rec.row) {
+                        Ok(true) => return Some((i, rec)),
+                        Ok(false) => {}
+                        Err(e) => {
+                            let mut raw = String::new();
+                            encoder.encode(&rec.row, &mut raw);
+                            raw.pop();
+                            return Some((n + 1, error_record(&name, &e.reason, raw, rec.time)));
+                        }
                     }
                 }
-            }
-            Some((n, rec))
-        })
+                Some((n, rec))
+            },
+        )
     }
 }

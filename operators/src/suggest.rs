@@ -52,6 +52,9 @@ mod tests {
         assert_eq!(did_you_mean("byte", ["bytes", "url"]), Some("bytes"));
         assert_eq!(did_you_mean("cnt", ["count", "ct"]), Some("ct"));
         assert_eq!(did_you_mean("zzzzzz", ["bytes", "url"]), None);
-        assert_eq!(hint("fitler", ["filter", "map"]), " (did you mean \"filter\"?)");
+        assert_eq!(
+            hint("fitler", ["filter", "map"]),
+            " (did you mean \"filter\"?)"
+        );
     }
 }

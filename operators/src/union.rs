@@ -36,7 +36,10 @@ impl NodeKind for Union {
         if c.inputs.len() < 2 {
             return Err(vec![Diag::new(
                 Path::of(&["inputs"]),
-                format!("union needs at least 2 inputs, got {}; use the input directly instead", c.inputs.len()),
+                format!(
+                    "union needs at least 2 inputs, got {}; use the input directly instead",
+                    c.inputs.len()
+                ),
             )]);
         }
         Ok(Box::new(c))
@@ -75,7 +78,9 @@ impl NodeConfig for UnionConfig {
         if !diags.is_empty() {
             return Err(diags);
         }
-        Ok(Arc::new(UnionNode { schema: first.clone() }))
+        Ok(Arc::new(UnionNode {
+            schema: first.clone(),
+        }))
     }
 }
 
@@ -88,7 +93,11 @@ impl Node for UnionNode {
     fn outputs(&self) -> Vec<Port> {
         vec![Port::new("", self.schema.clone())]
     }
-    fn build<'s>(&self, scope: timely::dataflow::Scope<'s, u64>, inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
+    fn build<'s>(
+        &self,
+        scope: timely::dataflow::Scope<'s, u64>,
+        inputs: Vec<Edge<'s>>,
+    ) -> Vec<Edge<'s>> {
         vec![scope.concatenate(inputs)]
     }
 }

@@ -385,11 +385,17 @@ mod tests {
 
     #[test]
     fn int_float_comparison_is_exact() {
-        assert_eq!(cmp_int_float(i64::MAX, 9.223_372_036_854_776e18), Ordering::Less);
+        assert_eq!(
+            cmp_int_float(i64::MAX, 9.223_372_036_854_776e18),
+            Ordering::Less
+        );
         assert_eq!(cmp_int_float(3, 3.0), Ordering::Equal);
         assert_eq!(cmp_int_float(3, 3.5), Ordering::Less);
         assert_eq!(cmp_int_float(-3, -3.5), Ordering::Greater);
         assert_eq!(cmp_int_float(1, f64::NAN), Ordering::Less);
-        assert_eq!(cmp_int_float(i64::MIN, f64::NEG_INFINITY), Ordering::Greater);
+        assert_eq!(
+            cmp_int_float(i64::MIN, f64::NEG_INFINITY),
+            Ordering::Greater
+        );
     }
 }

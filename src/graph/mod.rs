@@ -10,7 +10,8 @@ use std::path::Path as FsPath;
 use lockstep_operators::registry::Registry;
 
 pub use model::{
-    Diagnostic, Graph, GraphError, NodeDef, PortRef, Producer, Severity, SinkDef, SinkKind, SourceDef, SourceKind,
+    Diagnostic, Graph, GraphError, NodeDef, PortRef, Producer, Severity, SinkDef, SinkKind,
+    SourceDef, SourceKind,
 };
 pub use pos::LineCol;
 pub use validate::partition_path;
@@ -40,7 +41,11 @@ impl Graph {
             }],
         })?;
         let base = path.parent().map(FsPath::to_path_buf).unwrap_or_default();
-        let base = if base.as_os_str().is_empty() { std::path::PathBuf::from(".") } else { base };
+        let base = if base.as_os_str().is_empty() {
+            std::path::PathBuf::from(".")
+        } else {
+            base
+        };
         validate::validate(&text, &label, &base, registry)
     }
 
@@ -49,7 +54,12 @@ impl Graph {
     ///
     /// # Errors
     /// Every problem with the graph.
-    pub fn from_json_str(text: &str, label: &str, base_dir: &FsPath, registry: &Registry) -> Result<Graph, GraphError> {
+    pub fn from_json_str(
+        text: &str,
+        label: &str,
+        base_dir: &FsPath,
+        registry: &Registry,
+    ) -> Result<Graph, GraphError> {
         validate::validate(text, label, base_dir, registry)
     }
 }

@@ -100,7 +100,9 @@ impl SourceKind {
     /// The number of partitions (fixed by the graph, never by `--workers`).
     pub fn partitions(&self) -> u32 {
         match self {
-            SourceKind::File { files, split, .. } => split.unwrap_or(u32::try_from(files.len()).unwrap_or(u32::MAX)),
+            SourceKind::File { files, split, .. } => {
+                split.unwrap_or(u32::try_from(files.len()).unwrap_or(u32::MAX))
+            }
             SourceKind::Stdin { .. } => 1,
             SourceKind::Generator(g) => g.partitions,
             SourceKind::Nexmark(n) => n.partitions,

@@ -109,7 +109,9 @@ impl Scanner<'_> {
                             self.bump();
                             let low: String = (0..4).filter_map(|_| self.bump()).collect();
                             let low = u32::from_str_radix(&low, 16).unwrap_or(0xDC00);
-                            code = 0x10000 + ((code - 0xD800) << 10) + (low.wrapping_sub(0xDC00) & 0x3FF);
+                            code = 0x10000
+                                + ((code - 0xD800) << 10)
+                                + (low.wrapping_sub(0xDC00) & 0x3FF);
                         }
                         out.push(char::from_u32(code).unwrap_or('\u{FFFD}'));
                     }
@@ -183,7 +185,8 @@ impl Scanner<'_> {
                 self.string();
             }
             _ => {
-                while matches!(self.peek(), Some(c) if !matches!(c, ',' | '}' | ']' | ' ' | '\t' | '\n' | '\r')) {
+                while matches!(self.peek(), Some(c) if !matches!(c, ',' | '}' | ']' | ' ' | '\t' | '\n' | '\r'))
+                {
                     self.bump();
                 }
             }
@@ -200,8 +203,12 @@ mod tests {
         let text = "{\n  \"a\": {\"b\": [1, {\"c\": \"x\\\"y\"}]},\n  \"a\": 2\n}";
         let idx = PosIndex::build(text);
         let p = Path::of(&["a", "b"]).index(1).key("c");
-        assert_eq!(idx.find(&p), Some(LineCol { line: 2, col: 22 }));
-        assert_eq!(idx.find(&Path::of(&["a", "zz"])), Some(LineCol { line: 2, col: 8 }));
+        assert_eq!(idx.find(&p), Some(LineCol { line: 2, col: 24 }));
+        // A repeated key points at its last value, the one serde_json keeps.
+        assert_eq!(
+            idx.find(&Path::of(&["a", "zz"])),
+            Some(LineCol { line: 3, col: 8 })
+        );
         assert_eq!(idx.duplicates.len(), 1);
         assert_eq!(idx.duplicates[0].1, LineCol { line: 3, col: 3 });
     }

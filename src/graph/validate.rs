@@ -15,16 +15,25 @@ use lockstep_operators::suggest;
 use lockstep_operators::value::{errors_schema, Schema, Type};
 
 use super::model::{
-    Diagnostic, Graph, GraphError, NodeDef, PortRef, Producer, Severity, SinkDef, SinkKind, SourceDef, SourceKind,
+    Diagnostic, Graph, GraphError, NodeDef, PortRef, Producer, Severity, SinkDef, SinkKind,
+    SourceDef, SourceKind,
 };
 use super::pos::{LineCol, PosIndex};
 use super::spec::{
-    CheckpointSpec, EventTimeSpec, FieldGen, FileSinkSpec, FileSourceSpec, GeneratorSpec, NexmarkSpec, NullSinkSpec,
-    OnError, StdinSourceSpec, StdoutSinkSpec, TimeSpec,
+    CheckpointSpec, EventTimeSpec, FieldGen, FileSinkSpec, FileSourceSpec, GeneratorSpec,
+    NexmarkSpec, NullSinkSpec, OnError, StdinSourceSpec, StdoutSinkSpec, TimeSpec,
 };
 use crate::source::nexmark_schema;
 
-const TOP_FIELDS: &[&str] = &["version", "name", "time", "checkpoint", "sources", "nodes", "sinks"];
+const TOP_FIELDS: &[&str] = &[
+    "version",
+    "name",
+    "time",
+    "checkpoint",
+    "sources",
+    "nodes",
+    "sinks",
+];
 const SOURCE_TYPES: &[&str] = &["file", "stdin", "generator", "nexmark", "kafka"];
 const SINK_TYPES: &[&str] = &["file", "stdout", "null", "kafka"];
 
@@ -40,7 +49,8 @@ impl Ctx<'_> {
         self.diags.push(Diag::new(path, msg));
     }
     fn extend(&mut self, prefix: &Path, diags: Vec<Diag>) {
-        self.diags.extend(diags.into_iter().map(|d| d.under(prefix)));
+        self.diags
+            .extend(diags.into_iter().map(|d| d.under(prefix)));
     }
 }
 
@@ -65,7 +75,12 @@ fn render(diags: Vec<Diag>, sev: Severity, file: &str, pos: &PosIndex) -> Vec<Di
 ///
 /// # Errors
 /// Every problem found, in file order.
-pub fn validate(text: &str, file: &str, base_dir: &FsPath, registry: &Registry) -> Result<Graph, GraphError> {
+pub fn validate(
+    text: &str,
+    file: &str,
+    base_dir: &FsPath,
+    registry: &Registry,
+) -> Result<Graph, GraphError> {
     // 1. Syntax.
     let mut de = serde_json::Deserializer::from_str(text);
     let parsed: Result<Json, (Path, serde_json::Error)> = serde_path_to_error::deserialize(&mut de)
@@ -75,16 +90,24 @@ pub fn validate(text: &str, file: &str, base_dir: &FsPath, registry: &Registry) 
         Ok(v) => v,
         Err((path, inner)) => {
             let msg = inner.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).replace('`', "\"");
+            let msg = msg
+                .split(" at line ")
+                .next()
+                .unwrap_or(&msg)
+                .replace('`', "\"");
             let empty = text.trim().is_empty();
             return Err(GraphError {
                 diagnostics: vec![Diagnostic {
                     severity: Severity::Error,
                     file: file.to_string(),
-                    at: Some(LineCol { line: inner.line(), col: inner.column() }),
+                    at: Some(LineCol {
+                        line: inner.line().max(1),
+                        col: inner.column().max(1),
+                    }),
                     path,
                     message: if empty {
-                        "the file is empty; a graph is one JSON object (see docs/graph-format.md)".to_string()
+                        "the file is empty; a graph is one JSON object (see docs/graph-format.md)"
+                            .to_string()
                     } else {
                         format!("invalid JSON: {msg}")
                     },
@@ -93,7 +116,11 @@ pub fn validate(text: &str, file: &str, base_dir: &FsPath, registry: &Registry) 
         }
     };
     let pos = PosIndex::build(text);
-    let mut cx = Ctx { diags: Vec::new(), warnings: Vec::new(), base_dir };
+    let mut cx = Ctx {
+        diags: Vec::new(),
+        warnings: Vec::new(),
+        base_dir,
+    };
     for (path, _) in &pos.duplicates {
         let key = match path.0.last() {
             Some(lockstep_operators::config::Seg::Key(k)) => k.clone(),
@@ -104,7 +131,9 @@ pub fn validate(text: &str, file: &str, base_dir: &FsPath, registry: &Registry) 
     let graph = check(&root, file, registry, &mut cx);
     let warnings = render(cx.warnings, Severity::Warning, file, &pos);
     if !cx.diags.is_empty() {
-        return Err(GraphError { diagnostics: render(cx.diags, Severity::Error, file, &pos) });
+        return Err(GraphError {
+            diagnostics: render(cx.diags, Severity::Error, file, &pos),
+        });
     }
     match graph {
         Some(mut g) => {
@@ -112,7 +141,12 @@ pub fn validate(text: &str, file: &str, base_dir: &FsPath, registry: &Registry) 
             Ok(g)
         }
         None => Err(GraphError {
-            diagnostics: render(vec![Diag::new(Path::root(), "invalid graph")], Severity::Error, file, &pos),
+            diagnostics: render(
+                vec![Diag::new(Path::root(), "invalid graph")],
+                Severity::Error,
+                file,
+                &pos,
+            ),
         }),
     }
 }
@@ -125,16 +159,30 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
     for key in top.keys() {
         if !TOP_FIELDS.contains(&key.as_str()) {
             let hint = suggest::hint(key, TOP_FIELDS.iter().copied());
-            cx.err(Path::of(&[key]), format!("unknown field \"{key}\"{hint}; expected one of {}", quoted(TOP_FIELDS)));
+            cx.err(
+                Path::of(&[key]),
+                format!(
+                    "unknown field \"{key}\"{hint}; expected one of {}",
+                    quoted(TOP_FIELDS)
+                ),
+            );
         }
     }
     match top.get("version") {
-        None => cx.err(Path::root(), "missing field \"version\"; add \"version\": 1"),
+        None => cx.err(
+            Path::root(),
+            "missing field \"version\"; add \"version\": 1",
+        ),
         Some(Json::Number(n)) if n.as_u64() == Some(1) => {}
-        Some(v) => cx.err(Path::of(&["version"]), format!("unsupported version {v}; this lockstep reads version 1")),
+        Some(v) => cx.err(
+            Path::of(&["version"]),
+            format!("unsupported version {v}; this lockstep reads version 1"),
+        ),
     }
     let name = match top.get("name") {
-        None => FsPath::new(file).file_stem().map_or_else(|| "job".to_string(), |s| s.to_string_lossy().into_owned()),
+        None => FsPath::new(file)
+            .file_stem()
+            .map_or_else(|| "job".to_string(), |s| s.to_string_lossy().into_owned()),
         Some(Json::String(s)) => s.clone(),
         Some(_) => {
             cx.err(Path::of(&["name"]), "name must be a string");
@@ -142,25 +190,29 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
         }
     };
     let time = check_time(top.get("time"), cx);
-    let checkpoint_every = top.get("checkpoint").and_then(|v| {
-        match parse_config::<CheckpointSpec>(v.clone()) {
-            Ok(c) if c.every_epochs >= 1 => Some(c.every_epochs),
-            Ok(_) => {
-                cx.err(Path::of(&["checkpoint", "every_epochs"]), "every_epochs must be at least 1");
-                None
-            }
-            Err(d) => {
-                cx.extend(&Path::of(&["checkpoint"]), d);
-                None
-            }
-        }
-    });
+    let checkpoint_every =
+        top.get("checkpoint")
+            .and_then(|v| match parse_config::<CheckpointSpec>(v.clone()) {
+                Ok(c) if c.every_epochs >= 1 => Some(c.every_epochs),
+                Ok(_) => {
+                    cx.err(
+                        Path::of(&["checkpoint", "every_epochs"]),
+                        "every_epochs must be at least 1",
+                    );
+                    None
+                }
+                Err(d) => {
+                    cx.extend(&Path::of(&["checkpoint"]), d);
+                    None
+                }
+            });
     let sources = section(top, "sources", true, cx);
     let nodes = section(top, "nodes", false, cx);
     let sinks = section(top, "sinks", true, cx);
 
     // Names: sources, nodes and sinks share one namespace.
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut duplicated: Vec<String> = Vec::new();
     for (sec, entries) in [("sources", &sources), ("nodes", &nodes), ("sinks", &sinks)] {
         for name in entries.keys() {
             let path = Path::of(&[sec, name]);
@@ -168,14 +220,17 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
                 cx.err(path.clone(), format!("\"{name}\" is not a valid name: use letters, digits, '_' or '-' (no '.', which separates ports, and no spaces)"));
             }
             if let Some(other) = seen.insert(name, sec) {
+                duplicated.push(name.clone());
                 cx.err(path, format!("duplicate name \"{name}\": it is already used in {other}; sources, nodes and sinks need distinct names"));
             }
         }
     }
 
     let time_mode = time.unwrap_or(TimeMode::EpochRecords(1));
-    let source_defs: Vec<Option<SourceDef>> =
-        sources.iter().map(|(name, v)| check_source(name, v, time_mode, cx)).collect();
+    let source_defs: Vec<Option<SourceDef>> = sources
+        .iter()
+        .map(|(name, v)| check_source(name, v, time_mode, cx))
+        .collect();
 
     // Parse nodes.
     let mut parsed: Vec<(String, String, OnError, Option<Box<dyn NodeConfig>>)> = Vec::new();
@@ -194,7 +249,13 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
                 String::new()
             }
             None => {
-                cx.err(at.clone(), format!("missing field \"type\"; one of {}", quoted(&registry.names())));
+                cx.err(
+                    at.clone(),
+                    format!(
+                        "missing field \"type\"; one of {}",
+                        quoted(&registry.names())
+                    ),
+                );
                 String::new()
             }
         };
@@ -218,7 +279,13 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
         } else {
             let names = registry.names();
             let hint = suggest::hint(&ty, names.iter().copied());
-            cx.err(at.key("type"), format!("unknown node type \"{ty}\"{hint}; known types: {}", quoted(&names)));
+            cx.err(
+                at.key("type"),
+                format!(
+                    "unknown node type \"{ty}\"{hint}; known types: {}",
+                    quoted(&names)
+                ),
+            );
             None
         };
         parsed.push((name.clone(), ty, on_error, config));
@@ -315,7 +382,11 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
             match find_port(&ports, port.as_deref(), text) {
                 Ok(k) => {
                     schemas.push(ports[k].schema.clone());
-                    refs.push(PortRef { producer: *prod, port: k, text: text.clone() });
+                    refs.push(PortRef {
+                        producer: *prod,
+                        port: k,
+                        text: text.clone(),
+                    });
                 }
                 Err(m) => {
                     cx.err(p.clone(), m);
@@ -326,7 +397,11 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
         if !ok {
             continue;
         }
-        let ctx = PlanCtx { node: name, inputs: &schemas, time: time_mode };
+        let ctx = PlanCtx {
+            node: name,
+            inputs: &schemas,
+            time: time_mode,
+        };
         match config.plan(&ctx) {
             Ok(node) => {
                 let ports = node.outputs();
@@ -350,7 +425,14 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
     // Sinks.
     let mut sink_defs = Vec::new();
     for (name, v) in &sinks {
-        if let Some(s) = check_sink(name, v, &resolve, &unknown_ref, &|p| ports_of(p, &node_ports), cx) {
+        if let Some(s) = check_sink(
+            name,
+            v,
+            &resolve,
+            &unknown_ref,
+            &|p| ports_of(p, &node_ports),
+            cx,
+        ) {
             sink_defs.push(s);
         }
     }
@@ -360,14 +442,39 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
     for ins in &node_inputs {
         for (p, r, _) in ins {
             if let Some((prod, port)) = r {
-                used.entry((*prod, port.clone().unwrap_or_default())).or_default().push(p.clone());
+                used.entry((*prod, port.clone().unwrap_or_default()))
+                    .or_default()
+                    .push(p.clone());
+            }
+        }
+    }
+    // Nodes whose config did not parse still name their inputs: count them
+    // as used, so that one mistake does not report a second.
+    for ((name, v), (_, _, _, config)) in nodes.iter().zip(&parsed) {
+        if config.is_some() {
+            continue;
+        }
+        let mut names: Vec<&str> = ["input", "left", "right"]
+            .iter()
+            .filter_map(|k| v.get(*k).and_then(Json::as_str))
+            .collect();
+        if let Some(Json::Array(items)) = v.get("inputs") {
+            names.extend(items.iter().filter_map(Json::as_str));
+        }
+        for input in names {
+            if let Some((prod, port)) = resolve(input) {
+                used.entry((prod, port.unwrap_or_default()))
+                    .or_default()
+                    .push(Path::of(&["nodes", name]));
             }
         }
     }
     for (name, v) in &sinks {
         if let Some(input) = v.get("input").and_then(Json::as_str) {
             if let Some((prod, port)) = resolve(input) {
-                used.entry((prod, port.unwrap_or_default())).or_default().push(Path::of(&["sinks", name, "input"]));
+                used.entry((prod, port.unwrap_or_default()))
+                    .or_default()
+                    .push(Path::of(&["sinks", name, "input"]));
             }
         }
     }
@@ -380,18 +487,31 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
                 name.clone(),
                 Path::of(&["sources", name]),
                 ports_of(Producer::Source(i), &node_ports),
-                source_defs[i].as_ref().map_or(OnError::Route, |s| s.on_error),
+                source_defs[i]
+                    .as_ref()
+                    .map_or(OnError::Route, |s| s.on_error),
             )
         })
-        .chain(parsed.iter().enumerate().map(|(i, (name, _, on_error, _))| {
-            (Producer::Node(i), name.clone(), Path::of(&["nodes", name]), node_ports[i].clone(), *on_error)
-        }))
+        .chain(
+            parsed
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _, on_error, _))| {
+                    (
+                        Producer::Node(i),
+                        name.clone(),
+                        Path::of(&["nodes", name]),
+                        node_ports[i].clone(),
+                        *on_error,
+                    )
+                }),
+        )
         .collect();
     for (prod, name, at, ports, on_error) in &producers {
         let Some(ports) = ports else { continue };
         for port in ports {
             let users = used.get(&(*prod, port.name.clone()));
-            if port.name.is_empty() && users.is_none() {
+            if port.name.is_empty() && users.is_none() && !duplicated.contains(name) {
                 cx.err(at.clone(), format!("the output of \"{name}\" is never used; connect it to a node or sink, or remove it"));
             } else if port.name == ERRORS_PORT {
                 if let (OnError::Fail, Some(users)) = (on_error, users) {
@@ -402,7 +522,10 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
             } else if !port.name.is_empty() && users.is_none() {
                 cx.warnings.push(Diag::new(
                     at.clone(),
-                    format!("\"{name}.{}\" is not connected: its records are counted and discarded", port.name),
+                    format!(
+                        "\"{name}.{}\" is not connected: its records are counted and discarded",
+                        port.name
+                    ),
                 ));
             }
         }
@@ -413,7 +536,13 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
         if let SinkKind::File { paths, .. } = &s.kind {
             for p in paths {
                 if let Some(other) = written.insert(p.clone(), s.name.clone()) {
-                    cx.err(Path::of(&["sinks", &s.name, "path"]), format!("sink \"{other}\" writes {} too; give each sink its own file", p.display()));
+                    cx.err(
+                        Path::of(&["sinks", &s.name, "path"]),
+                        format!(
+                            "sink \"{other}\" writes {} too; give each sink its own file",
+                            p.display()
+                        ),
+                    );
                 }
                 for src in source_defs.iter().flatten() {
                     if let SourceKind::File { files, .. } = &src.kind {
@@ -448,7 +577,9 @@ fn convert_spte_path(p: &serde_path_to_error::Path) -> Path {
         p.iter()
             .filter_map(|s| match s {
                 Segment::Seq { index } => Some(Seg::Index(*index)),
-                Segment::Map { key } | Segment::Enum { variant: key } => Some(Seg::Key(key.clone())),
+                Segment::Map { key } | Segment::Enum { variant: key } => {
+                    Some(Seg::Key(key.clone()))
+                }
                 Segment::Unknown => None,
             })
             .collect(),
@@ -456,24 +587,42 @@ fn convert_spte_path(p: &serde_path_to_error::Path) -> Path {
 }
 
 fn quoted(names: &[&str]) -> String {
-    names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn section(top: &serde_json::Map<String, Json>, key: &str, required: bool, cx: &mut Ctx<'_>) -> IndexMap<String, Json> {
+fn section(
+    top: &serde_json::Map<String, Json>,
+    key: &str,
+    required: bool,
+    cx: &mut Ctx<'_>,
+) -> IndexMap<String, Json> {
     match top.get(key) {
         None if required => {
-            cx.err(Path::root(), format!("missing field \"{key}\"; a graph needs at least one of them"));
+            cx.err(
+                Path::root(),
+                format!("missing field \"{key}\"; a graph needs at least one of them"),
+            );
             IndexMap::new()
         }
         None => IndexMap::new(),
         Some(Json::Object(m)) => {
             if required && m.is_empty() {
-                cx.err(Path::of(&[key]), format!("{key} is empty; a graph needs at least one"));
+                cx.err(
+                    Path::of(&[key]),
+                    format!("{key} is empty; a graph needs at least one"),
+                );
             }
             m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
         }
         Some(_) => {
-            cx.err(Path::of(&[key]), format!("{key} must be an object of name → definition"));
+            cx.err(
+                Path::of(&[key]),
+                format!("{key} must be an object of name → definition"),
+            );
             IndexMap::new()
         }
     }
@@ -498,7 +647,10 @@ fn check_time(v: Option<&Json>, cx: &mut Ctx<'_>) -> Option<TimeMode> {
         (Some(e), None) => return Some(TimeMode::EpochMs(e)),
         (None, Some(n)) => return Some(TimeMode::EpochRecords(n)),
         (Some(_), Some(_)) => cx.err(at, "give either epoch_ms or epoch_records, not both"),
-        (None, None) => cx.err(at, "give epoch_ms (epochs of event time) or epoch_records (epochs of record counts)"),
+        (None, None) => cx.err(
+            at,
+            "give epoch_ms (epochs of event time) or epoch_records (epochs of record counts)",
+        ),
     }
     None
 }
@@ -509,12 +661,22 @@ fn find_port(ports: &[Port], port: Option<&str>, text: &str) -> Result<usize, St
         return Ok(k);
     }
     let base = text.split('.').next().unwrap_or(text);
-    let names: Vec<String> = ports.iter().filter(|p| !p.name.is_empty()).map(|p| format!("{base}.{}", p.name)).collect();
+    let names: Vec<String> = ports
+        .iter()
+        .filter(|p| !p.name.is_empty())
+        .map(|p| format!("{base}.{}", p.name))
+        .collect();
     if want.is_empty() {
-        return Err(format!("\"{base}\" has no main output; name one of its outputs: {}", names.join(", ")));
+        return Err(format!(
+            "\"{base}\" has no main output; name one of its outputs: {}",
+            names.join(", ")
+        ));
     }
     let hint = suggest::hint(text, names.iter().map(String::as_str));
-    Err(format!("\"{base}\" has no output \"{want}\"{hint}; its outputs: {}", names.join(", ")))
+    Err(format!(
+        "\"{base}\" has no output \"{want}\"{hint}; its outputs: {}",
+        names.join(", ")
+    ))
 }
 
 fn schema_from(spec: &IndexMap<String, String>, at: &Path, cx: &mut Ctx<'_>) -> Option<Schema> {
@@ -530,7 +692,10 @@ fn schema_from(spec: &IndexMap<String, String>, at: &Path, cx: &mut Ctx<'_>) -> 
             None => {
                 let names: Vec<&str> = Type::ALL.iter().map(|t| t.name()).collect();
                 let hint = suggest::hint(ty, names.iter().copied());
-                cx.err(at.key(name), format!("unknown type \"{ty}\"{hint}; types are {}", quoted(&names)));
+                cx.err(
+                    at.key(name),
+                    format!("unknown type \"{ty}\"{hint}; types are {}", quoted(&names)),
+                );
                 ok = false;
             }
         }
@@ -538,7 +703,13 @@ fn schema_from(spec: &IndexMap<String, String>, at: &Path, cx: &mut Ctx<'_>) -> 
     ok.then(|| Schema::new(fields))
 }
 
-fn event_time(spec: Option<&EventTimeSpec>, schema: &Schema, at: &Path, time: TimeMode, cx: &mut Ctx<'_>) -> Option<(usize, u64)> {
+fn event_time(
+    spec: Option<&EventTimeSpec>,
+    schema: &Schema,
+    at: &Path,
+    time: TimeMode,
+    cx: &mut Ctx<'_>,
+) -> Option<(usize, u64)> {
     let Some(et) = spec else {
         if let TimeMode::EpochMs(_) = time {
             cx.err(at.clone(), "this job's epochs are event time (time.epoch_ms), so every source needs \"event_time\": {\"field\": ...}");
@@ -547,26 +718,45 @@ fn event_time(spec: Option<&EventTimeSpec>, schema: &Schema, at: &Path, time: Ti
     };
     let p = at.key("event_time").key("field");
     match schema.index_of(&et.field) {
-        Some(i) if matches!(schema.fields()[i].ty, Type::Timestamp | Type::Int) => Some((i, et.max_out_of_order_ms)),
+        Some(i) if matches!(schema.fields()[i].ty, Type::Timestamp | Type::Int) => {
+            Some((i, et.max_out_of_order_ms))
+        }
         Some(i) => {
-            cx.err(p, format!("event time field \"{}\" is {}; it must be a timestamp or int", et.field, schema.fields()[i].ty));
+            cx.err(
+                p,
+                format!(
+                    "event time field \"{}\" is {}; it must be a timestamp or int",
+                    et.field,
+                    schema.fields()[i].ty
+                ),
+            );
             None
         }
         None => {
             let hint = suggest::hint(&et.field, schema.names());
-            cx.err(p, format!("unknown field \"{}\"{hint}; the schema has {}", et.field, schema.describe()));
+            cx.err(
+                p,
+                format!(
+                    "unknown field \"{}\"{hint}; the schema has {}",
+                    et.field,
+                    schema.describe()
+                ),
+            );
             None
         }
     }
 }
 
 fn source_ports(schema: &Schema) -> Vec<Port> {
-    vec![Port::new("", schema.clone()), Port::new(ERRORS_PORT, errors_schema())]
+    vec![
+        Port::new("", schema.clone()),
+        Port::new(ERRORS_PORT, errors_schema()),
+    ]
 }
 
 fn resolve_path(base: &FsPath, p: &str) -> PathBuf {
     let p = FsPath::new(p);
-    if p.is_absolute() {
+    if p.is_absolute() || base == FsPath::new(".") {
         p.to_path_buf()
     } else {
         base.join(p)
@@ -583,7 +773,13 @@ fn check_source(name: &str, v: &Json, time: TimeMode, cx: &mut Ctx<'_>) -> Optio
     let ty = match obj.shift_remove("type") {
         Some(Json::String(t)) => t,
         _ => {
-            cx.err(at, format!("missing field \"type\" (a string); one of {}", quoted(SOURCE_TYPES)));
+            cx.err(
+                at,
+                format!(
+                    "missing field \"type\" (a string); one of {}",
+                    quoted(SOURCE_TYPES)
+                ),
+            );
             return None;
         }
     };
@@ -600,17 +796,25 @@ fn check_source(name: &str, v: &Json, time: TimeMode, cx: &mut Ctx<'_>) -> Optio
             };
             let files: Vec<PathBuf> = match (&s.path, &s.paths) {
                 (Some(p), None) => vec![resolve_path(cx.base_dir, p)],
-                (None, Some(ps)) if !ps.is_empty() => ps.iter().map(|p| resolve_path(cx.base_dir, p)).collect(),
+                (None, Some(ps)) if !ps.is_empty() => {
+                    ps.iter().map(|p| resolve_path(cx.base_dir, p)).collect()
+                }
                 (None, Some(_)) => {
                     cx.err(at.key("paths"), "paths is empty; list at least one file");
                     return None;
                 }
                 (Some(_), Some(_)) => {
-                    cx.err(at.clone(), "give either path (one file) or paths (one partition per file), not both");
+                    cx.err(
+                        at.clone(),
+                        "give either path (one file) or paths (one partition per file), not both",
+                    );
                     return None;
                 }
                 (None, None) => {
-                    cx.err(at.clone(), "missing field \"path\" (or \"paths\"); name the file to read");
+                    cx.err(
+                        at.clone(),
+                        "missing field \"path\" (or \"paths\"); name the file to read",
+                    );
                     return None;
                 }
             };
@@ -619,11 +823,23 @@ fn check_source(name: &str, v: &Json, time: TimeMode, cx: &mut Ctx<'_>) -> Optio
                     cx.err(at.key("split"), "split must be at least 1");
                 }
                 if s.paths.is_some() {
-                    cx.err(at.key("split"), "split reads one file as byte ranges; use it with path, not paths");
+                    cx.err(
+                        at.key("split"),
+                        "split reads one file as byte ranges; use it with path, not paths",
+                    );
                 }
             }
             let schema = schema_from(&s.schema, &at.key("schema"), cx)?;
-            (SourceKind::File { files, split: s.split, format: s.format }, schema, s.event_time, s.on_error)
+            (
+                SourceKind::File {
+                    files,
+                    split: s.split,
+                    format: s.format,
+                },
+                schema,
+                s.event_time,
+                s.on_error,
+            )
         }
         "stdin" => {
             let s = match parse_config::<StdinSourceSpec>(rest) {
@@ -631,7 +847,12 @@ fn check_source(name: &str, v: &Json, time: TimeMode, cx: &mut Ctx<'_>) -> Optio
                 Err(d) => return parse_err(cx, d),
             };
             let schema = schema_from(&s.schema, &at.key("schema"), cx)?;
-            (SourceKind::Stdin { format: s.format }, schema, s.event_time, s.on_error)
+            (
+                SourceKind::Stdin { format: s.format },
+                schema,
+                s.event_time,
+                s.on_error,
+            )
         }
         "generator" => {
             let s = match parse_config::<GeneratorSpec>(rest) {
@@ -653,8 +874,16 @@ fn check_source(name: &str, v: &Json, time: TimeMode, cx: &mut Ctx<'_>) -> Optio
             if s.partitions == 0 {
                 cx.err(at.key("partitions"), "partitions must be at least 1");
             }
-            let et = EventTimeSpec { field: "date_time".into(), max_out_of_order_ms: s.max_out_of_order_ms };
-            (SourceKind::Nexmark(s.clone()), nexmark_schema(s.events), Some(et), OnError::Route)
+            let et = EventTimeSpec {
+                field: "date_time".into(),
+                max_out_of_order_ms: s.max_out_of_order_ms,
+            };
+            (
+                SourceKind::Nexmark(s.clone()),
+                nexmark_schema(s.events),
+                Some(et),
+                OnError::Route,
+            )
         }
         "kafka" => {
             cx.err(at.key("type"), "kafka sources are not available in this build of lockstep yet; use a file, stdin, generator or nexmark source");
@@ -662,7 +891,13 @@ fn check_source(name: &str, v: &Json, time: TimeMode, cx: &mut Ctx<'_>) -> Optio
         }
         other => {
             let hint = suggest::hint(other, SOURCE_TYPES.iter().copied());
-            cx.err(at.key("type"), format!("unknown source type \"{other}\"{hint}; one of {}", quoted(SOURCE_TYPES)));
+            cx.err(
+                at.key("type"),
+                format!(
+                    "unknown source type \"{other}\"{hint}; one of {}",
+                    quoted(SOURCE_TYPES)
+                ),
+            );
             return None;
         }
     };
@@ -679,7 +914,10 @@ fn check_source(name: &str, v: &Json, time: TimeMode, cx: &mut Ctx<'_>) -> Optio
 
 fn generator_schema(s: &GeneratorSpec, at: &Path, cx: &mut Ctx<'_>) -> Option<Schema> {
     if s.fields.is_empty() {
-        cx.err(at.key("fields"), "fields is empty; give each field a pattern, e.g. {\"id\": {\"sequence\": {}}}");
+        cx.err(
+            at.key("fields"),
+            "fields is empty; give each field a pattern, e.g. {\"id\": {\"sequence\": {}}}",
+        );
         return None;
     }
     let mut fields = Vec::new();
@@ -747,7 +985,13 @@ fn field_list(names: &[String], schema: &Schema, at: &Path, cx: &mut Ctx<'_>) ->
             Some(k) => out.push(k),
             None => {
                 let hint = suggest::hint(n, schema.names());
-                cx.err(at.index(i), format!("unknown field \"{n}\"{hint}; the input has {}", schema.describe()));
+                cx.err(
+                    at.index(i),
+                    format!(
+                        "unknown field \"{n}\"{hint}; the input has {}",
+                        schema.describe()
+                    ),
+                );
             }
         }
     }
@@ -764,14 +1008,23 @@ fn check_sink(
 ) -> Option<SinkDef> {
     let at = Path::of(&["sinks", name]);
     let Json::Object(obj) = v else {
-        cx.err(at, "a sink is a JSON object with a \"type\" and an \"input\"");
+        cx.err(
+            at,
+            "a sink is a JSON object with a \"type\" and an \"input\"",
+        );
         return None;
     };
     let mut obj = obj.clone();
     let ty = match obj.shift_remove("type") {
         Some(Json::String(t)) => t,
         _ => {
-            cx.err(at, format!("missing field \"type\" (a string); one of {}", quoted(SINK_TYPES)));
+            cx.err(
+                at,
+                format!(
+                    "missing field \"type\" (a string); one of {}",
+                    quoted(SINK_TYPES)
+                ),
+            );
             return None;
         }
     };
@@ -791,7 +1044,13 @@ fn check_sink(
         }
         other => {
             let hint = suggest::hint(other, SINK_TYPES.iter().copied());
-            cx.err(at.key("type"), format!("unknown sink type \"{other}\"{hint}; one of {}", quoted(SINK_TYPES)));
+            cx.err(
+                at.key("type"),
+                format!(
+                    "unknown sink type \"{other}\"{hint}; one of {}",
+                    quoted(SINK_TYPES)
+                ),
+            );
             return None;
         }
     };
@@ -825,10 +1084,19 @@ fn check_sink(
     let before = cx.diags.len();
     let kind = match parsed {
         Parsed::File(s) => {
-            let order_by = s.order_by.as_ref().map_or_else(|| all.clone(), |o| field_list(o, &schema, &at.key("order_by"), cx));
-            let key = s.key.as_ref().map_or_else(|| all.clone(), |o| field_list(o, &schema, &at.key("key"), cx));
+            let order_by = s.order_by.as_ref().map_or_else(
+                || all.clone(),
+                |o| field_list(o, &schema, &at.key("order_by"), cx),
+            );
+            let key = s.key.as_ref().map_or_else(
+                || all.clone(),
+                |o| field_list(o, &schema, &at.key("key"), cx),
+            );
             if s.key.is_some() && s.partitions.is_none() {
-                cx.err(at.key("key"), "key chooses a partition file; it needs \"partitions\"");
+                cx.err(
+                    at.key("key"),
+                    "key chooses a partition file; it needs \"partitions\"",
+                );
             }
             let base = resolve_path(cx.base_dir, &s.path);
             let paths = match s.partitions {
@@ -839,11 +1107,22 @@ fn check_sink(
                 }
                 Some(k) => (0..k).map(|p| partition_path(&base, p)).collect(),
             };
-            SinkKind::File { paths, format: s.format, order_by, key }
+            SinkKind::File {
+                paths,
+                format: s.format,
+                order_by,
+                key,
+            }
         }
         Parsed::Stdout(s) => {
-            let order_by = s.order_by.as_ref().map_or_else(|| all.clone(), |o| field_list(o, &schema, &at.key("order_by"), cx));
-            SinkKind::Stdout { format: s.format, order_by }
+            let order_by = s.order_by.as_ref().map_or_else(
+                || all.clone(),
+                |o| field_list(o, &schema, &at.key("order_by"), cx),
+            );
+            SinkKind::Stdout {
+                format: s.format,
+                order_by,
+            }
         }
         Parsed::Null(_) => SinkKind::Null,
     };
@@ -852,7 +1131,11 @@ fn check_sink(
     }
     Some(SinkDef {
         name: name.to_string(),
-        input: PortRef { producer: prod, port: k, text: input_text },
+        input: PortRef {
+            producer: prod,
+            port: k,
+            text: input_text,
+        },
         schema,
         kind,
     })
@@ -866,7 +1149,10 @@ pub fn partition_path(base: &FsPath, p: u32) -> PathBuf {
     if s.contains("{partition}") {
         return PathBuf::from(s.replace("{partition}", &p.to_string()));
     }
-    let stem = base.file_stem().map(|x| x.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = base
+        .file_stem()
+        .map(|x| x.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let name = match base.extension() {
         Some(ext) => format!("{stem}-{p}.{}", ext.to_string_lossy()),
         None => format!("{stem}-{p}"),
@@ -892,7 +1178,9 @@ fn report_cycles(
         let mut path = vec![start];
         let mut cur = start;
         loop {
-            let Some(&next) = deps[cur].iter().find(|&&j| !placed[j]) else { break };
+            let Some(&next) = deps[cur].iter().find(|&&j| !placed[j]) else {
+                break;
+            };
             if let Some(k) = path.iter().position(|&x| x == next) {
                 let cycle = &path[k..];
                 if cycle.iter().any(|&c| reported[c]) {
@@ -900,7 +1188,11 @@ fn report_cycles(
                 }
                 let first = *cycle.iter().min().unwrap_or(&next);
                 let rot = cycle.iter().position(|&c| c == first).unwrap_or(0);
-                let mut names: Vec<&str> = cycle[rot..].iter().chain(&cycle[..rot]).map(|&c| parsed[c].0.as_str()).collect();
+                let mut names: Vec<&str> = cycle[rot..]
+                    .iter()
+                    .chain(&cycle[..rot])
+                    .map(|&c| parsed[c].0.as_str())
+                    .collect();
                 names.reverse();
                 names.rotate_right(1);
                 names.push(names[0]);
@@ -909,7 +1201,10 @@ fn report_cycles(
                 }
                 cx.err(
                     Path::of(&["nodes", &parsed[first].0]),
-                    format!("cycle: {}; a graph must not feed a node's output back into itself", names.join(" → ")),
+                    format!(
+                        "cycle: {}; a graph must not feed a node's output back into itself",
+                        names.join(" → ")
+                    ),
                 );
                 break;
             }

@@ -77,12 +77,21 @@ pub fn nexmark_schema(events: NexmarkEvents) -> Schema {
 ///
 /// # Errors
 /// An I/O error opening a file.
-pub fn open_partition(kind: &SourceKind, schema: &Schema, parts: &[FilePart], p: u32) -> std::io::Result<Box<dyn PartitionReader>> {
+pub fn open_partition(
+    kind: &SourceKind,
+    schema: &Schema,
+    parts: &[FilePart],
+    p: u32,
+) -> std::io::Result<Box<dyn PartitionReader>> {
     Ok(match kind {
-        SourceKind::File { format, .. } => Box::new(TextReader::open(&parts[p as usize], schema, *format)?),
-        SourceKind::Stdin { format } => {
-            Box::new(TextReader::from_reader(Box::new(std::io::BufReader::new(std::io::stdin())), schema, *format))
+        SourceKind::File { format, .. } => {
+            Box::new(TextReader::open(&parts[p as usize], schema, *format)?)
         }
+        SourceKind::Stdin { format } => Box::new(TextReader::from_reader(
+            Box::new(std::io::BufReader::new(std::io::stdin())),
+            schema,
+            *format,
+        )),
         SourceKind::Generator(g) => Box::new(GeneratorReader::new(Arc::new(g.clone()), p)),
         SourceKind::Nexmark(n) => Box::new(NexmarkReader::new(n, p)),
     })
@@ -110,7 +119,13 @@ impl Part {
 
 /// Computes a record's epoch and event time, updating the partition's
 /// watermark; `Err` is the reason the record goes to `errors` instead.
-fn stamp(part: &mut Part, row: &[Value], time: TimeMode, event_time: Option<(usize, u64)>, schema: &Schema) -> Result<(u64, i64), String> {
+fn stamp(
+    part: &mut Part,
+    row: &[Value],
+    time: TimeMode,
+    event_time: Option<(usize, u64)>,
+    schema: &Schema,
+) -> Result<(u64, i64), String> {
     let field_time = event_time.map(|(i, _)| match &row[i] {
         Value::Ts(t) | Value::Int(t) => Some(*t),
         _ => None,
@@ -119,7 +134,10 @@ fn stamp(part: &mut Part, row: &[Value], time: TimeMode, event_time: Option<(usi
         TimeMode::EpochMs(e) => {
             let (i, ooo) = event_time.unwrap_or((0, 0));
             let Some(Some(t)) = field_time else {
-                return Err(format!("event time field \"{}\" is null", schema.fields()[i].name));
+                return Err(format!(
+                    "event time field \"{}\" is null",
+                    schema.fields()[i].name
+                ));
             };
             let max = part.max_time.map_or(t, |m| m.max(t));
             part.max_time = Some(max);
@@ -130,7 +148,9 @@ fn stamp(part: &mut Part, row: &[Value], time: TimeMode, event_time: Option<(usi
         TimeMode::EpochRecords(n) => {
             let o = part.count;
             part.count += 1;
-            let t = field_time.flatten().unwrap_or(i64::try_from(o).unwrap_or(i64::MAX));
+            let t = field_time
+                .flatten()
+                .unwrap_or(i64::try_from(o).unwrap_or(i64::MAX));
             Ok((o / n, t))
         }
     }
@@ -141,7 +161,9 @@ fn stamp(part: &mut Part, row: &[Value], time: TimeMode, event_time: Option<(usi
 fn bad_stamp(part: &mut Part, time: TimeMode, ooo: u64) -> (u64, i64) {
     match time {
         TimeMode::EpochMs(_) => {
-            let w = part.max_time.map_or(0, |m| m.saturating_sub(i64::try_from(ooo).unwrap_or(i64::MAX)));
+            let w = part.max_time.map_or(0, |m| {
+                m.saturating_sub(i64::try_from(ooo).unwrap_or(i64::MAX))
+            });
             (part.epoch().min(u64::MAX - 1), w)
         }
         TimeMode::EpochRecords(n) => {
@@ -152,7 +174,13 @@ fn bad_stamp(part: &mut Part, time: TimeMode, ooo: u64) -> (u64, i64) {
     }
 }
 
-fn flush(part: &mut Part, outs: &mut (OutputBuilder<u64, timely::container::CapacityContainerBuilder<Vec<Rec>>>, OutputBuilder<u64, timely::container::CapacityContainerBuilder<Vec<Rec>>>)) {
+fn flush(
+    part: &mut Part,
+    outs: &mut (
+        OutputBuilder<u64, timely::container::CapacityContainerBuilder<Vec<Rec>>>,
+        OutputBuilder<u64, timely::container::CapacityContainerBuilder<Vec<Rec>>>,
+    ),
+) {
     if let Some((c0, c1)) = &part.caps {
         if !part.out.is_empty() {
             outs.0.activate().session(c0).give_container(&mut part.out);
@@ -166,7 +194,13 @@ fn flush(part: &mut Part, outs: &mut (OutputBuilder<u64, timely::container::Capa
 }
 
 /// Builds source `idx` of the graph: returns its main and errors streams.
-pub fn build<'s>(scope: Scope<'s, u64>, graph: &Graph, idx: usize, shared: &Arc<Shared>, probe: &ProbeHandle<u64>) -> (Edge<'s>, Edge<'s>) {
+pub fn build<'s>(
+    scope: Scope<'s, u64>,
+    graph: &Graph,
+    idx: usize,
+    shared: &Arc<Shared>,
+    probe: &ProbeHandle<u64>,
+) -> (Edge<'s>, Edge<'s>) {
     let def = &graph.sources[idx];
     let mut builder = OperatorBuilder::new(format!("source {}", def.name), scope);
     let info = builder.operator_info();
@@ -204,7 +238,10 @@ pub fn build<'s>(scope: Scope<'s, u64>, graph: &Graph, idx: usize, shared: &Arc<
                         out: Vec::new(),
                         err: Vec::new(),
                     }),
-                    Err(e) => open_error = Some(format!("source \"{name}\" partition {p}: cannot open: {e}")),
+                    Err(e) => {
+                        open_error =
+                            Some(format!("source \"{name}\" partition {p}: cannot open: {e}"))
+                    }
                 }
             }
         }
@@ -216,13 +253,21 @@ pub fn build<'s>(scope: Scope<'s, u64>, graph: &Graph, idx: usize, shared: &Arc<
                 parts.clear();
                 return;
             }
-            let allowed = probe.with_frontier(|f| f.first().copied()).map_or(u64::MAX, |e| e.saturating_add(MAX_EPOCHS_AHEAD));
+            let allowed = probe
+                .with_frontier(|f| f.first().copied())
+                .map_or(u64::MAX, |e| e.saturating_add(MAX_EPOCHS_AHEAD));
             let mut budget = BUDGET;
             let mut blocked = false;
             while budget > 0 {
                 // The open partition with the lowest epoch that may proceed.
                 let Some(k) = (0..parts.len())
-                    .filter(|&k| parts[k].caps.is_some() && parts[k].pending.as_ref().is_none_or(|(e, _, _)| *e <= allowed))
+                    .filter(|&k| {
+                        parts[k].caps.is_some()
+                            && parts[k]
+                                .pending
+                                .as_ref()
+                                .is_none_or(|(e, _, _)| *e <= allowed)
+                    })
                     .min_by_key(|&k| (parts[k].epoch(), parts[k].index))
                 else {
                     blocked = parts.iter().any(|p| p.caps.is_some());
@@ -236,20 +281,33 @@ pub fn build<'s>(scope: Scope<'s, u64>, graph: &Graph, idx: usize, shared: &Arc<
                         p
                     } else {
                         match part.reader.next_item() {
-                            Ok(Some(Item::Row(row))) => match stamp(part, &row, time, event_time, &schema) {
-                                Ok((e, t)) => (e, false, Rec { time: t, row }),
-                                Err(reason) => {
-                                    let (e, t) = bad_stamp(part, time, ooo);
-                                    let raw = lockstep_operators::encode::Encoder::new(&schema, lockstep_operators::encode::Format::Jsonl);
-                                    let mut text = String::new();
-                                    raw.encode(&row, &mut text);
-                                    text.pop();
-                                    (e, true, source_error(&name, &reason, text, part.index, None, t))
+                            Ok(Some(Item::Row(row))) => {
+                                match stamp(part, &row, time, event_time, &schema) {
+                                    Ok((e, t)) => (e, false, Rec { time: t, row }),
+                                    Err(reason) => {
+                                        let (e, t) = bad_stamp(part, time, ooo);
+                                        let raw = lockstep_operators::encode::Encoder::new(
+                                            &schema,
+                                            lockstep_operators::encode::Format::Jsonl,
+                                        );
+                                        let mut text = String::new();
+                                        raw.encode(&row, &mut text);
+                                        text.pop();
+                                        (
+                                            e,
+                                            true,
+                                            source_error(&name, &reason, text, part.index, None, t),
+                                        )
+                                    }
                                 }
-                            },
+                            }
                             Ok(Some(Item::Bad { raw, reason, line })) => {
                                 let (e, t) = bad_stamp(part, time, ooo);
-                                (e, true, source_error(&name, &reason, raw, part.index, Some(line), t))
+                                (
+                                    e,
+                                    true,
+                                    source_error(&name, &reason, raw, part.index, Some(line), t),
+                                )
                             }
                             Ok(None) => {
                                 flush(part, &mut outs);
@@ -257,7 +315,10 @@ pub fn build<'s>(scope: Scope<'s, u64>, graph: &Graph, idx: usize, shared: &Arc<
                                 break;
                             }
                             Err(e) => {
-                                shared.fail(format!("source \"{name}\" partition {}: read error: {e}", part.index));
+                                shared.fail(format!(
+                                    "source \"{name}\" partition {}: read error: {e}",
+                                    part.index
+                                ));
                                 part.caps = None;
                                 break;
                             }
@@ -275,10 +336,16 @@ pub fn build<'s>(scope: Scope<'s, u64>, graph: &Graph, idx: usize, shared: &Arc<
                         break;
                     }
                     if is_err {
-                        shared.source_metrics(idx).errors.fetch_add(1, Ordering::Relaxed);
+                        shared
+                            .source_metrics(idx)
+                            .errors
+                            .fetch_add(1, Ordering::Relaxed);
                         part.err.push(rec);
                     } else {
-                        shared.source_metrics(idx).records.fetch_add(1, Ordering::Relaxed);
+                        shared
+                            .source_metrics(idx)
+                            .records
+                            .fetch_add(1, Ordering::Relaxed);
                         part.out.push(rec);
                     }
                 }
@@ -299,7 +366,14 @@ pub fn build<'s>(scope: Scope<'s, u64>, graph: &Graph, idx: usize, shared: &Arc<
 }
 
 /// An `errors` record of a source.
-fn source_error(name: &str, reason: &str, raw: String, partition: u32, line: Option<u64>, time: i64) -> Rec {
+fn source_error(
+    name: &str,
+    reason: &str,
+    raw: String,
+    partition: u32,
+    line: Option<u64>,
+    time: i64,
+) -> Rec {
     Rec {
         time,
         row: vec![
@@ -307,7 +381,9 @@ fn source_error(name: &str, reason: &str, raw: String, partition: u32, line: Opt
             Value::str(reason),
             Value::Str(Arc::from(raw)),
             Value::Int(i64::from(partition)),
-            line.map_or(Value::Null, |l| Value::Int(i64::try_from(l).unwrap_or(i64::MAX))),
+            line.map_or(Value::Null, |l| {
+                Value::Int(i64::try_from(l).unwrap_or(i64::MAX))
+            }),
         ],
     }
 }

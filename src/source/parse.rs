@@ -17,14 +17,20 @@ use lockstep_operators::value::{Row, Schema, Type, Value};
 /// The reason the line is not a record of this schema.
 pub fn parse_jsonl(line: &str, schema: &Schema) -> Result<Row, String> {
     let mut de = serde_json::Deserializer::from_str(line);
-    let row = RowSeed { schema }.deserialize(&mut de).map_err(|e| tidy(&e))?;
+    let row = RowSeed { schema }
+        .deserialize(&mut de)
+        .map_err(|e| tidy(&e))?;
     de.end().map_err(|e| tidy(&e))?;
     Ok(row)
 }
 
 fn tidy(e: &serde_json::Error) -> String {
     let msg = e.to_string();
-    let msg = msg.split(" at line ").next().unwrap_or(&msg).replace('`', "\"");
+    let msg = msg
+        .split(" at line ")
+        .next()
+        .unwrap_or(&msg)
+        .replace('`', "\"");
     match e.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
             format!("invalid JSON at column {}: {msg}", e.column())
@@ -40,7 +46,9 @@ struct RowSeed<'a> {
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
     type Value = Row;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Row, D::Error> {
-        d.deserialize_any(RowVisitor { schema: self.schema })
+        d.deserialize_any(RowVisitor {
+            schema: self.schema,
+        })
     }
 }
 
@@ -58,7 +66,9 @@ impl<'de> Visitor<'de> for RowVisitor<'_> {
         let mut row: Row = vec![Value::Null; n];
         let mut seen = vec![false; n];
         let mut other_keys: Vec<String> = Vec::new();
-        while let Some(key) = map.next_key_seed(KeySeed { schema: self.schema })? {
+        while let Some(key) = map.next_key_seed(KeySeed {
+            schema: self.schema,
+        })? {
             match key {
                 Key::Field(i) => {
                     if seen[i] {
@@ -69,7 +79,10 @@ impl<'de> Visitor<'de> for RowVisitor<'_> {
                     }
                     seen[i] = true;
                     let f = &self.schema.fields()[i];
-                    row[i] = map.next_value_seed(ValueSeed { ty: f.ty, name: &f.name })?;
+                    row[i] = map.next_value_seed(ValueSeed {
+                        ty: f.ty,
+                        name: &f.name,
+                    })?;
                 }
                 Key::Other(name) => {
                     if other_keys.contains(&name) {
@@ -120,7 +133,10 @@ struct ValueSeed<'a> {
 
 impl ValueSeed<'_> {
     fn wrong<E: de::Error>(&self, got: &dyn fmt::Display) -> E {
-        E::custom(format_args!("field \"{}\" is {}, but got {got}", self.name, self.ty))
+        E::custom(format_args!(
+            "field \"{}\" is {}, but got {got}",
+            self.name, self.ty
+        ))
     }
 }
 
@@ -180,6 +196,12 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         match self.ty {
             Type::Float => Ok(Value::Float(v)),
+            Type::Int | Type::Timestamp if v.fract() == 0.0 && v.abs() >= 9.2e18 => {
+                Err(E::custom(format_args!(
+                    "field \"{}\": {v} is out of range for an int (64-bit)",
+                    self.name
+                )))
+            }
             Type::Int | Type::Timestamp => Err(E::custom(format_args!(
                 "field \"{}\" is {}, but got the fractional number {v}",
                 self.name, self.ty
@@ -365,12 +387,20 @@ mod tests {
         assert_eq!(row[4], Value::Json(Arc::from(r#"{"a":[1.5],"b":1}"#)));
         assert_eq!(row[5], Value::Null);
         let err = |l: &str| parse_jsonl(l, &s).unwrap_err();
-        assert!(err(r#"{"i":1.5}"#).contains("fractional"), "{}", err(r#"{"i":1.5}"#));
+        assert!(
+            err(r#"{"i":1.5}"#).contains("fractional"),
+            "{}",
+            err(r#"{"i":1.5}"#)
+        );
         assert!(err(r#"{"i":1,"i":2}"#).contains("duplicate key \"i\""));
         assert!(err(r#"{"x":1,"x":2}"#).contains("duplicate key \"x\""));
         assert!(err(r#"{"s":1}"#).contains("field \"s\" is string"));
         assert!(err(r#"[1]"#).contains("JSON object"), "{}", err("[1]"));
-        assert!(err(r#"{"i":1} x"#).contains("trailing"), "{}", err(r#"{"i":1} x"#));
+        assert!(
+            err(r#"{"i":1} x"#).contains("trailing"),
+            "{}",
+            err(r#"{"i":1} x"#)
+        );
         assert!(err(r#"{"i":99999999999999999999}"#).contains("out of range"));
         assert!(err(r#"{"t":"yesterday"}"#).contains("RFC 3339"));
         assert!(err("").contains("EOF"), "{}", err(""));
@@ -389,7 +419,10 @@ mod tests {
         assert_eq!(row[0], Value::Null);
         assert_eq!(row[1], Value::Float(1000.0));
         assert!(h.parse_record("a,b", &s).unwrap_err().contains("2 fields"));
-        assert!(h.parse_record("a,x,y,1", &s).unwrap_err().contains("field \"i\" is int"));
+        assert!(h
+            .parse_record("a,x,y,1", &s)
+            .unwrap_err()
+            .contains("field \"i\" is int"));
         assert!(h.parse_record("a\"b,1,x,1", &s).is_err());
         assert!(CsvHeader::parse("i,i", &s).is_err());
         assert!(csv_open_quote("\"abc"));

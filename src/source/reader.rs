@@ -56,16 +56,29 @@ pub fn file_parts(files: &[PathBuf], split: Option<u32>) -> Result<Vec<FilePart>
         File::open(f).map_err(|e| format!("cannot open input file {}: {e}", f.display()))?;
     }
     match split {
-        None => Ok(files.iter().map(|f| FilePart { path: f.clone(), start: 0, end: None }).collect()),
+        None => Ok(files
+            .iter()
+            .map(|f| FilePart {
+                path: f.clone(),
+                start: 0,
+                end: None,
+            })
+            .collect()),
         Some(k) => {
             let f = &files[0];
-            let len = std::fs::metadata(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?.len();
+            let len = std::fs::metadata(f)
+                .map_err(|e| format!("cannot read {}: {e}", f.display()))?
+                .len();
             let k = u64::from(k.max(1));
             Ok((0..k)
                 .map(|i| FilePart {
                     path: f.clone(),
                     start: len * i / k,
-                    end: if i + 1 == k { None } else { Some(len * (i + 1) / k) },
+                    end: if i + 1 == k {
+                        None
+                    } else {
+                        Some(len * (i + 1) / k)
+                    },
                 })
                 .collect())
         }
@@ -133,7 +146,11 @@ impl TextReader {
     }
 
     /// A reader of a stream (stdin).
-    pub fn from_reader(input: Box<dyn BufRead + Send>, schema: &Schema, format: Format) -> TextReader {
+    pub fn from_reader(
+        input: Box<dyn BufRead + Send>,
+        schema: &Schema,
+        format: Format,
+    ) -> TextReader {
         TextReader {
             input,
             schema: schema.clone(),
@@ -201,9 +218,11 @@ impl PartitionReader for TextReader {
             if self.format == Format::Jsonl {
                 return Ok(Some(match parse_jsonl(&record, &self.schema) {
                     Ok(row) => Item::Row(row),
-                    Err(_) if record.trim().is_empty() => {
-                        self.bad(record, "empty line (JSON lines has one object per line)".to_string(), first)
-                    }
+                    Err(_) if record.trim().is_empty() => self.bad(
+                        record,
+                        "empty line (JSON lines has one object per line)".to_string(),
+                        first,
+                    ),
                     Err(reason) => self.bad(record, reason, first),
                 }));
             }
@@ -225,7 +244,13 @@ impl PartitionReader for TextReader {
                         self.csv = Some(h);
                         continue;
                     }
-                    Err(reason) => return Ok(Some(self.bad(record, format!("bad CSV header: {reason}"), first))),
+                    Err(reason) => {
+                        return Ok(Some(self.bad(
+                            record,
+                            format!("bad CSV header: {reason}"),
+                            first,
+                        )))
+                    }
                 }
             };
             return Ok(Some(match header.parse_record(&record, &self.schema) {
@@ -239,7 +264,11 @@ impl PartitionReader for TextReader {
 impl TextReader {
     /// A rejected record whose first line is the range's line `first` (0-based).
     fn bad(&mut self, raw: String, reason: String, first: u64) -> Item {
-        Item::Bad { raw, reason, line: self.base_line() + first }
+        Item::Bad {
+            raw,
+            reason,
+            line: self.base_line() + first,
+        }
     }
 
     /// The 1-based line number of the range's first line, counted once.
@@ -247,7 +276,12 @@ impl TextReader {
         if let Some(l) = self.line {
             return l;
         }
-        let base = self.file.as_ref().and_then(|(p, start)| count_lines(p, *start).ok()).unwrap_or(0) + 1;
+        let base = self
+            .file
+            .as_ref()
+            .and_then(|(p, start)| count_lines(p, *start).ok())
+            .unwrap_or(0)
+            + 1;
         self.line = Some(base);
         base
     }
@@ -264,7 +298,11 @@ impl GeneratorReader {
     /// Partition `p` of the generator: record numbers `p, p + P, ...`.
     pub fn new(spec: Arc<GeneratorSpec>, p: u32) -> GeneratorReader {
         let step = u64::from(spec.partitions.max(1));
-        GeneratorReader { spec, next: u64::from(p), step }
+        GeneratorReader {
+            spec,
+            next: u64::from(p),
+            step,
+        }
     }
 }
 
@@ -281,10 +319,16 @@ fn random(seed: u64, f: usize, i: u64) -> u64 {
     splitmix64(splitmix64(splitmix64(seed) ^ (f as u64 + 1)) ^ i)
 }
 
-#[allow(clippy::cast_precision_loss, clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_wrap,
+    clippy::cast_possible_truncation
+)]
 fn gen_value(g: &FieldGen, seed: u64, f: usize, i: u64) -> Value {
     match g {
-        FieldGen::Sequence { start, step } => Value::Int(start.wrapping_add(step.wrapping_mul(i as i64))),
+        FieldGen::Sequence { start, step } => {
+            Value::Int(start.wrapping_add(step.wrapping_mul(i as i64)))
+        }
         FieldGen::Random { min, max } => {
             let span = (i128::from(*max) - i128::from(*min) + 1) as u128;
             let r = u128::from(random(seed, f, i)) % span;
@@ -294,7 +338,11 @@ fn gen_value(g: &FieldGen, seed: u64, f: usize, i: u64) -> Value {
             let unit = (random(seed, f, i) >> 11) as f64 / (1u64 << 53) as f64;
             Value::Float(min + unit * (max - min))
         }
-        FieldGen::Sine { amplitude, period, offset } => {
+        FieldGen::Sine {
+            amplitude,
+            period,
+            offset,
+        } => {
             let phase = (i % period) as f64 / *period as f64;
             Value::Float(offset + amplitude * (std::f64::consts::TAU * phase).sin())
         }
@@ -309,7 +357,9 @@ fn gen_value(g: &FieldGen, seed: u64, f: usize, i: u64) -> Value {
         FieldGen::Choice(values) => {
             Value::str(&values[(random(seed, f, i) % values.len() as u64) as usize])
         }
-        FieldGen::Timestamp { start, step_ms } => Value::Ts(start.wrapping_add(step_ms.wrapping_mul(i as i64))),
+        FieldGen::Timestamp { start, step_ms } => {
+            Value::Ts(start.wrapping_add(step_ms.wrapping_mul(i as i64)))
+        }
     }
 }
 
@@ -342,7 +392,10 @@ impl NexmarkReader {
     /// among the events of that type.
     pub fn new(spec: &NexmarkSpec, p: u32) -> NexmarkReader {
         use nexmark::event::EventType;
-        let cfg = nexmark::config::NexmarkConfig { base_time: spec.base_time, ..Default::default() };
+        let cfg = nexmark::config::NexmarkConfig {
+            base_time: spec.base_time,
+            ..Default::default()
+        };
         let ty = match spec.events {
             NexmarkEvents::Person => EventType::Person,
             NexmarkEvents::Auction => EventType::Auction,
@@ -352,7 +405,10 @@ impl NexmarkReader {
             .with_type_filter(ty)
             .with_offset(u64::from(p))
             .with_step(u64::from(spec.partitions.max(1)));
-        NexmarkReader { gen, count: spec.count }
+        NexmarkReader {
+            gen,
+            count: spec.count,
+        }
     }
 }
 
@@ -378,7 +434,15 @@ impl PartitionReader for NexmarkReader {
             return Ok(None);
         }
         let row: Row = match self.gen.next() {
-            Some(Event::Bid(b)) => vec![int(b.auction), int(b.bidder), int(b.price), text(b.channel), text(b.url), ts(b.date_time), text(b.extra)],
+            Some(Event::Bid(b)) => vec![
+                int(b.auction),
+                int(b.bidder),
+                int(b.price),
+                text(b.channel),
+                text(b.url),
+                ts(b.date_time),
+                text(b.extra),
+            ],
             Some(Event::Person(p)) => vec![
                 int(p.id),
                 text(p.name),

@@ -72,7 +72,13 @@ impl<K: Ord + Clone, V: Clone> KeyedState<K, V> {
     /// Sets `key` to `value`.
     pub fn put(&mut self, group: u32, key: K, value: V) {
         self.dirty.insert((group, key.clone()));
-        if self.groups.entry(group).or_default().insert(key, value).is_none() {
+        if self
+            .groups
+            .entry(group)
+            .or_default()
+            .insert(key, value)
+            .is_none()
+        {
             self.len += 1;
         }
     }

@@ -11,8 +11,8 @@
 //! - [`KeyedState`]: working state in memory, organised by key group, with every
 //!   change tracked per epoch so that a checkpoint writes only what changed.
 
-mod keygroup;
 mod keyed;
+mod keygroup;
 
-pub use keygroup::{key_hash, KeyGroups, DEFAULT_KEY_GROUPS};
 pub use keyed::{Change, KeyedState, StateDef};
+pub use keygroup::{key_hash, KeyGroups, DEFAULT_KEY_GROUPS};

@@ -237,7 +237,11 @@ pub(crate) fn apply(op: CastOp, v: Value) -> Result<Value, EvalError> {
         (CastOp::BoolToInt, Bool(b)) => Int(i64::from(b)),
         (CastOp::IntToBool, Int(i)) => Bool(i != 0),
         (CastOp::StrToInt, Str(s)) => {
-            return s.trim_ascii().parse::<i64>().map(Int).map_err(|_| cannot(&s, "int"))
+            return s
+                .trim_ascii()
+                .parse::<i64>()
+                .map(Int)
+                .map_err(|_| cannot(&s, "int"))
         }
         (CastOp::StrToFloat, Str(s)) => return str_to_float(&s),
         (CastOp::StrToBool, Str(s)) => return str_to_bool(&s),
@@ -262,7 +266,9 @@ pub(crate) fn apply(op: CastOp, v: Value) -> Result<Value, EvalError> {
             }
         },
         (CastOp::ToStr, Float(f)) => Str(Arc::from(float_string(f))),
-        (CastOp::ToStr, v @ (Int(_) | Bool(_))) => Str(Arc::from(value_text(&v).unwrap_or_default())),
+        (CastOp::ToStr, v @ (Int(_) | Bool(_))) => {
+            Str(Arc::from(value_text(&v).unwrap_or_default()))
+        }
         (CastOp::JsonToStr, Json(s)) => Str(s),
         (CastOp::IntToJson, Int(i)) => Json(Arc::from(canonical(&serde_json::Value::from(i)))),
         (CastOp::FloatToJson, Float(f)) if f.is_finite() => {
@@ -311,8 +317,11 @@ mod tests {
     fn float_to_int_edges() {
         assert_eq!(float_to_int(2.5).unwrap(), Value::Int(3));
         assert_eq!(float_to_int(-2.5).unwrap(), Value::Int(-3));
-        assert_eq!(float_to_int(-9.223_372_036_854_775_808e18).unwrap(), Value::Int(i64::MIN));
-        assert!(float_to_int(9.223_372_036_854_775_808e18).is_err());
+        assert_eq!(
+            float_to_int(-9.223_372_036_854_776e18).unwrap(),
+            Value::Int(i64::MIN)
+        );
+        assert!(float_to_int(9.223_372_036_854_776e18).is_err());
         assert!(float_to_int(f64::NAN).is_err());
         assert!(float_to_int(f64::NEG_INFINITY).is_err());
     }

@@ -2,23 +2,19 @@
 //! lockstep does not support is a compile error naming it, never a panic.
 
 use sqlparser::ast::{
-    self, BinaryOperator as B, CastKind, CeilFloorKind, DateTimeField, FunctionArg,
-    FunctionArgExpr, FunctionArguments, ObjectNamePart, UnaryOperator as U, Value as AV,
+    self, BinaryOperator as B, CastKind, CeilFloorKind, DateTimeField, UnaryOperator as U,
+    Value as AV,
 };
 
 use super::cast::{self, CastOp};
-use super::eval::{cmp_values, ArithOp, CmpOp, Node};
+use super::eval::{ArithOp, CmpOp, Node};
+use super::forms::{literal, number};
 use super::func;
-use super::like::Pattern;
 use super::Resolve;
-use crate::suggest;
 use crate::value::{Type, Value};
 
 /// How deeply expressions may nest.
 pub(crate) const MAX_DEPTH: usize = 200;
-
-/// An `IN` list of at least this many literals is searched by bisection.
-const SORTED_IN_MIN: usize = 8;
 
 /// A compiled node and its static type (`None`: the NULL literal's unknown
 /// type; such an expression is always NULL).
@@ -33,7 +29,7 @@ impl Typed {
         Typed { node, ty }
     }
 
-    fn boxed(self) -> Box<Node> {
+    pub(crate) fn boxed(self) -> Box<Node> {
         Box::new(self.node)
     }
 
@@ -49,7 +45,7 @@ impl Typed {
         }
     }
 
-    fn string_literal(&self) -> Option<&str> {
+    pub(crate) fn string_literal(&self) -> Option<&str> {
         match (&self.node, self.ty) {
             (Node::Const(Value::Str(s)), Some(Type::String)) => Some(s),
             _ => None,
@@ -105,7 +101,8 @@ fn arith_type(op: ArithOp, a: Type, b: Type) -> Option<Type> {
     }
 }
 
-type R = Result<Typed, String>;
+/// A compiled node, or a compile error's message.
+pub(crate) type R = Result<Typed, String>;
 
 /// The AST walker.
 pub(crate) struct Compiler<'a> {
@@ -232,7 +229,9 @@ impl<'a> Compiler<'a> {
                 let ci = matches!(e, A::ILike { .. });
                 let what = if ci { "ILIKE" } else { "LIKE" };
                 if *any {
-                    return Err(format!("{what} ANY is not supported; combine LIKEs with OR"));
+                    return Err(format!(
+                        "{what} ANY is not supported; combine LIKEs with OR"
+                    ));
                 }
                 self.like(expr, pattern, escape_char.as_deref(), ci, *negated)
             }
@@ -251,9 +250,11 @@ impl<'a> Compiler<'a> {
                 match kind {
                     CastKind::Cast | CastKind::DoubleColon => {}
                     CastKind::TryCast | CastKind::SafeCast => {
-                        return Err("TRY_CAST / SAFE_CAST are not supported: a failed CAST sends \
+                        return Err(
+                            "TRY_CAST / SAFE_CAST are not supported: a failed CAST sends \
                              the record to the node's errors output"
-                            .into())
+                                .into(),
+                        )
                     }
                 }
                 if format.is_some() {
@@ -264,8 +265,15 @@ impl<'a> Compiler<'a> {
                 cast_to(x, to)
             }
             A::Ceil { expr, field } | A::Floor { expr, field } => {
-                let name = if matches!(e, A::Ceil { .. }) { "ceil" } else { "floor" };
-                if !matches!(field, CeilFloorKind::DateTimeField(DateTimeField::NoDateTime)) {
+                let name = if matches!(e, A::Ceil { .. }) {
+                    "ceil"
+                } else {
+                    "floor"
+                };
+                if !matches!(
+                    field,
+                    CeilFloorKind::DateTimeField(DateTimeField::NoDateTime)
+                ) {
                     return Err(format!("{name} takes one argument: {name}(x)"));
                 }
                 let x = self.expr(expr)?;
@@ -278,10 +286,14 @@ impl<'a> Compiler<'a> {
                 ..
             } => {
                 let mut args = vec![self.expr(expr)?];
-                args.push(match substring_from {
-                    Some(f) => self.expr(f)?,
-                    None => Typed::new(Node::Const(Value::Int(1)), Some(Type::Int)),
-                });
+                match (substring_from, substring_for) {
+                    (Some(f), _) => args.push(self.expr(f)?),
+                    // `substring(s FOR n)` starts at 1; `substr(s)` is an error.
+                    (None, Some(_)) => {
+                        args.push(Typed::new(Node::Const(Value::Int(1)), Some(Type::Int)));
+                    }
+                    (None, None) => {}
+                }
                 if let Some(f) = substring_for {
                     args.push(self.expr(f)?);
                 }
@@ -300,7 +312,7 @@ impl<'a> Compiler<'a> {
         Ok(Typed::new(Node::Field(i), Some(t)))
     }
 
-    fn bool_operand(&mut self, e: &ast::Expr, what: &str) -> R {
+    pub(crate) fn bool_operand(&mut self, e: &ast::Expr, what: &str) -> R {
         let t = self.expr(e)?;
         if matches!(t.ty, None | Some(Type::Bool)) {
             Ok(t)
@@ -439,12 +451,16 @@ impl<'a> Compiler<'a> {
         if comparable(a.ty, b.ty) {
             Ok((a, b))
         } else {
-            Err(format!("{what} cannot compare {} with {}", tn(a.ty), tn(b.ty)))
+            Err(format!(
+                "{what} cannot compare {} with {}",
+                tn(a.ty),
+                tn(b.ty)
+            ))
         }
     }
 
     /// Compiles `e` to be compared with `x`.
-    fn comparand(&mut self, x: &Typed, e: &ast::Expr, what: &str) -> R {
+    pub(crate) fn comparand(&mut self, x: &Typed, e: &ast::Expr, what: &str) -> R {
         let t = self.expr(e)?;
         let t = literal_as(t, x.ty, what)?;
         if comparable(x.ty, t.ty) {
@@ -457,213 +473,9 @@ impl<'a> Compiler<'a> {
             ))
         }
     }
-
-    fn in_list(&mut self, e: &ast::Expr, list: &[ast::Expr], negated: bool) -> R {
-        let x = self.expr(e)?;
-        let mut items = Vec::with_capacity(list.len());
-        for item in list {
-            items.push(self.comparand(&x, item, "IN")?.node);
-        }
-        let consts: Option<Vec<&Value>> = items
-            .iter()
-            .map(|n| match n {
-                Node::Const(v) => Some(v),
-                _ => None,
-            })
-            .collect();
-        if let Some(consts) = consts.filter(|c| c.len() >= SORTED_IN_MIN) {
-            let has_null = consts.iter().any(|v| v.is_null());
-            let mut vals: Vec<Value> = consts.into_iter().filter(|v| !v.is_null()).cloned().collect();
-            let one_type = vals
-                .windows(2)
-                .all(|w| std::mem::discriminant(&w[0]) == std::mem::discriminant(&w[1]));
-            if one_type {
-                vals.sort_by(cmp_values);
-                return Ok(bool_node(Node::InSorted {
-                    expr: x.boxed(),
-                    items: vals,
-                    has_null,
-                    negated,
-                }));
-            }
-        }
-        Ok(bool_node(Node::In {
-            expr: x.boxed(),
-            items,
-            negated,
-        }))
-    }
-
-    fn like(
-        &mut self,
-        expr: &ast::Expr,
-        pattern: &ast::Expr,
-        escape: Option<&ast::Expr>,
-        ci: bool,
-        negated: bool,
-    ) -> R {
-        let what = if ci { "ILIKE" } else { "LIKE" };
-        let x = self.expr(expr)?;
-        let p = self.expr(pattern)?;
-        if !matches!(x.ty, None | Some(Type::String)) || !matches!(p.ty, None | Some(Type::String)) {
-            return Err(format!(
-                "{what} needs strings, got {} {what} {} (CAST the value to string first)",
-                tn(x.ty),
-                tn(p.ty)
-            ));
-        }
-        let escape = match escape {
-            None => Some('\\'),
-            Some(e) => {
-                let t = self.expr(e)?;
-                let Some(s) = t.string_literal() else {
-                    return Err("ESCAPE needs a string literal".into());
-                };
-                let mut chars = s.chars();
-                match (chars.next(), chars.next()) {
-                    (None, _) => None,
-                    (Some(c), None) => Some(c),
-                    _ => {
-                        return Err(format!(
-                            "ESCAPE needs one character (or '' for none), got {}",
-                            cast::quote(s)
-                        ))
-                    }
-                }
-            }
-        };
-        let node = match p.string_literal() {
-            Some(pat) => Node::Like {
-                expr: x.boxed(),
-                pattern: Pattern::new(pat, escape, ci)?,
-                negated,
-            },
-            None => Node::LikeDyn {
-                expr: x.boxed(),
-                pattern: p.boxed(),
-                escape,
-                ci,
-                negated,
-            },
-        };
-        Ok(bool_node(node))
-    }
-
-    fn concat(&mut self, l: &ast::Expr, r: &ast::Expr) -> R {
-        let a = self.expr(l)?;
-        let b = self.expr(r)?;
-        let stringy = |t: Option<Type>| matches!(t, None | Some(Type::String));
-        if !stringy(a.ty) && !stringy(b.ty) {
-            return Err(format!(
-                "operator || needs a string operand, got {} and {} (CAST one to string)",
-                tn(a.ty),
-                tn(b.ty)
-            ));
-        }
-        let to_str = |t: Typed| -> Typed {
-            match t.ty {
-                Some(ty) if ty != Type::String => {
-                    Typed::new(Node::Cast(cast::to_string_op(ty), t.boxed()), Some(Type::String))
-                }
-                _ => t,
-            }
-        };
-        let (a, b) = (to_str(a), to_str(b));
-        Ok(Typed::new(
-            Node::Concat(a.boxed(), b.boxed()),
-            Some(Type::String),
-        ))
-    }
-
-    fn case(
-        &mut self,
-        operand: Option<&ast::Expr>,
-        conditions: &[ast::CaseWhen],
-        else_result: Option<&ast::Expr>,
-    ) -> R {
-        let operand = operand.map(|o| self.expr(o)).transpose()?;
-        let mut whens = Vec::with_capacity(conditions.len());
-        let mut results = Vec::with_capacity(conditions.len() + 1);
-        for cw in conditions {
-            let w = match &operand {
-                Some(o) => self.comparand(o, &cw.condition, "CASE")?,
-                None => self.bool_operand(&cw.condition, "CASE WHEN")?,
-            };
-            whens.push(w.node);
-            results.push(self.expr(&cw.result)?);
-        }
-        let otherwise = match else_result {
-            Some(e) => self.expr(e)?,
-            None => Typed::new(Node::Const(Value::Null), None),
-        };
-        results.push(otherwise);
-        let types: Vec<Option<Type>> = results.iter().map(|t| t.ty).collect();
-        let ty = unify(&types)
-            .map_err(|(a, b)| format!("CASE branches must have one type, got {a} and {b}"))?;
-        let mut results: Vec<Node> = results.into_iter().map(|t| t.coerce(ty).node).collect();
-        let otherwise = results.pop().unwrap_or(Node::Const(Value::Null));
-        Ok(Typed::new(
-            Node::Case {
-                operand: operand.map(Typed::boxed),
-                whens: whens.into_iter().zip(results).collect(),
-                otherwise: Box::new(otherwise),
-            },
-            ty,
-        ))
-    }
-
-    fn function(&mut self, f: &ast::Function) -> R {
-        let (name, written) = match f.name.0.as_slice() {
-            [ObjectNamePart::Identifier(id)] => (id.value.to_lowercase(), id.value.as_str()),
-            _ => return Err(format!("qualified function names like {} are not supported", f.name)),
-        };
-        if let Some(why) = func::impure(&name) {
-            return Err(format!("lockstep expressions are pure: {name}() {why}"));
-        }
-        if func::is_aggregate(&name) {
-            return Err(format!(
-                "{name}() is an aggregate: aggregates go in the \"aggregate\" field of an \
-                 aggregate or window node, not in an expression"
-            ));
-        }
-        if !func::FUNCTIONS.contains(&name.as_str()) {
-            return Err(format!(
-                "unknown function \"{written}\"{}",
-                suggest::hint(&name, func::FUNCTIONS)
-            ));
-        }
-        if f.over.is_some() {
-            return Err(format!("{name}() OVER (...): window functions are not supported"));
-        }
-        if f.filter.is_some() || !f.within_group.is_empty() || f.null_treatment.is_some() {
-            return Err(format!("{name}(): FILTER, WITHIN GROUP and NULLS clauses are not supported"));
-        }
-        if !matches!(f.parameters, FunctionArguments::None) {
-            return Err(format!("{name}(): parametric function calls are not supported"));
-        }
-        let list = match &f.args {
-            FunctionArguments::List(l) => l,
-            FunctionArguments::None => return Err(format!("{name} needs parentheses: {name}(...)")),
-            FunctionArguments::Subquery(_) => return Err("subqueries are not supported".into()),
-        };
-        if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
-            return Err(format!("{name}(): DISTINCT, ORDER BY and other clauses are not supported"));
-        }
-        let mut args = Vec::with_capacity(list.args.len());
-        for a in &list.args {
-            match a {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => args.push(self.expr(e)?),
-                FunctionArg::Unnamed(_) => {
-                    return Err(format!("{name}(): * is only allowed in count(*)"))
-                }
-                _ => return Err(format!("{name}(): named arguments are not supported")),
-            }
-        }
-        func::compile_call(&name, args)
-    }
 }
 
-fn bool_node(node: Node) -> Typed {
+pub(crate) fn bool_node(node: Node) -> Typed {
     Typed::new(node, Some(Type::Bool))
 }
 
@@ -673,7 +485,8 @@ fn literal_as(t: Typed, target: Option<Type>, what: &str) -> R {
     match (t.string_literal(), target) {
         (Some(s), Some(to)) if to != Type::String => {
             let s = s.to_owned();
-            cast_to(t, to).map_err(|e| format!("{what} cannot compare {to} with {}: {e}", cast::quote(&s)))
+            cast_to(t, to)
+                .map_err(|e| format!("{what} cannot compare {to} with {}: {e}", cast::quote(&s)))
         }
         _ => Ok(t),
     }
@@ -698,54 +511,6 @@ fn cast_to(x: Typed, to: Type) -> R {
             .map(|v| Typed::new(Node::Const(v), Some(to)))
             .map_err(|e| e.reason),
         node => Ok(Typed::new(Node::Cast(op, Box::new(node)), Some(to))),
-    }
-}
-
-/// A literal value.
-fn literal(v: &AV, negative: bool) -> R {
-    let s = |s: &str| Ok(Typed::new(Node::Const(Value::str(s)), Some(Type::String)));
-    match v {
-        AV::Number(n, _) => number(n, negative),
-        AV::SingleQuotedString(x)
-        | AV::EscapedStringLiteral(x)
-        | AV::UnicodeStringLiteral(x)
-        | AV::NationalStringLiteral(x) => s(x),
-        AV::DollarQuotedString(d) => s(&d.value),
-        AV::Boolean(b) => Ok(Typed::new(Node::Const(Value::Bool(*b)), Some(Type::Bool))),
-        AV::Null => Ok(Typed::new(Node::Const(Value::Null), None)),
-        AV::Placeholder(p) => Err(format!(
-            "placeholder {p} is not supported: write the value itself"
-        )),
-        AV::DoubleQuotedString(x) => Err(format!(
-            "\"{x}\" is a double-quoted string; strings take single quotes"
-        )),
-        other => Err(format!("literal {other} is not supported")),
-    }
-}
-
-/// A numeric literal: an int unless it has a decimal point or an exponent.
-fn number(text: &str, negative: bool) -> R {
-    let digits: String = text.chars().filter(|&c| c != '_').collect();
-    let signed = if negative { format!("-{digits}") } else { digits.clone() };
-    if digits.contains(['.', 'e', 'E']) {
-        match signed.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(Typed::new(Node::Const(Value::Float(f)), Some(Type::Float))),
-            Ok(_) => Err(format!("float literal {signed} is out of range")),
-            Err(_) => Err(format!("invalid number {signed}")),
-        }
-    } else if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        signed
-            .parse::<i64>()
-            .map(|i| Typed::new(Node::Const(Value::Int(i)), Some(Type::Int)))
-            .map_err(|_| {
-                format!(
-                    "integer literal {signed} is out of range for int \
-                     (-9223372036854775808 to 9223372036854775807); \
-                     write it with a decimal point for a float"
-                )
-            })
-    } else {
-        Err(format!("invalid number {signed}"))
     }
 }
 

@@ -42,9 +42,19 @@ pub(crate) enum Func1 {
 /// function of the record.
 pub(crate) fn impure(name: &str) -> Option<&'static str> {
     Some(match name {
-        "now" | "current_timestamp" | "current_date" | "current_time" | "localtime"
-        | "localtimestamp" | "clock_timestamp" | "statement_timestamp"
-        | "transaction_timestamp" | "timeofday" | "sysdate" | "getdate" | "unix_timestamp"
+        "now"
+        | "current_timestamp"
+        | "current_date"
+        | "current_time"
+        | "localtime"
+        | "localtimestamp"
+        | "clock_timestamp"
+        | "statement_timestamp"
+        | "transaction_timestamp"
+        | "timeofday"
+        | "sysdate"
+        | "getdate"
+        | "unix_timestamp"
         | "utc_timestamp" => "reads the clock; use the record's event-time field instead",
         "random" | "random_normal" | "setseed" | "rand" | "gen_random_uuid" | "uuid"
         | "uuid_generate_v1" | "uuid_generate_v4" | "newid" => {
@@ -53,9 +63,7 @@ pub(crate) fn impure(name: &str) -> Option<&'static str> {
         "current_user" | "session_user" | "user" | "current_role" | "current_setting"
         | "current_database" | "current_catalog" | "current_schema" | "current_schemas"
         | "version" | "pg_backend_pid" | "inet_client_addr" | "inet_server_addr"
-        | "txid_current" | "nextval" | "currval" | "lastval" | "getenv" => {
-            "reads the environment"
-        }
+        | "txid_current" | "nextval" | "currval" | "lastval" | "getenv" => "reads the environment",
         _ => return None,
     })
 }
@@ -117,7 +125,11 @@ pub(crate) fn compile_call(name: &str, mut args: Vec<Typed>) -> Result<Typed, St
             if !ok {
                 return Err(bad());
             }
-            let len = if args.len() == 3 { args.pop().map(|a| Box::new(a.node)) } else { None };
+            let len = if args.len() == 3 {
+                args.pop().map(|a| Box::new(a.node))
+            } else {
+                None
+            };
             let start = args.pop().ok_or_else(bad)?;
             let s = args.pop().ok_or_else(bad)?;
             let node = Node::Substr(Box::new(s.node), Box::new(start.node), len);
@@ -263,7 +275,10 @@ pub(crate) fn round_decimal(x: f64, n: i64) -> f64 {
         return 0.0f64.copysign(x);
     }
     let text: String = digits.iter().map(|&d| char::from(d)).collect();
-    format!("0.{text}e{e}").parse::<f64>().unwrap_or(x).copysign(x)
+    format!("0.{text}e{e}")
+        .parse::<f64>()
+        .unwrap_or(x)
+        .copysign(x)
 }
 
 /// `substr(s, start [, len])` with PostgreSQL's semantics: characters at
@@ -320,9 +335,18 @@ mod tests {
         assert_eq!(sub("Hello", 3, None).unwrap(), Value::str("llo"));
         assert_eq!(sub("Hello", 9, None).unwrap(), Value::str(""));
         assert_eq!(sub("héllo", 2, Some(1)).unwrap(), Value::str("é"));
-        assert_eq!(sub("Hello", i64::MIN, Some(i64::MAX)).unwrap(), Value::str(""));
-        assert_eq!(sub("Hello", i64::MAX, Some(i64::MAX)).unwrap(), Value::str(""));
-        assert_eq!(sub("Hello", 1, Some(i64::MAX)).unwrap(), Value::str("Hello"));
+        assert_eq!(
+            sub("Hello", i64::MIN, Some(i64::MAX)).unwrap(),
+            Value::str("")
+        );
+        assert_eq!(
+            sub("Hello", i64::MAX, Some(i64::MAX)).unwrap(),
+            Value::str("")
+        );
+        assert_eq!(
+            sub("Hello", 1, Some(i64::MAX)).unwrap(),
+            Value::str("Hello")
+        );
         assert!(sub("Hello", 1, Some(-1)).is_err());
     }
 

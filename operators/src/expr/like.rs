@@ -62,7 +62,11 @@ impl Pattern {
                 toks.push(Tok::Lit(c));
             }
         }
-        let shape = if ci { Shape::General(toks) } else { shape_of(toks) };
+        let shape = if ci {
+            Shape::General(toks)
+        } else {
+            shape_of(toks)
+        };
         Ok(Pattern { shape, ci })
     }
 
@@ -212,7 +216,9 @@ mod tests {
     #[test]
     fn general_matcher_agrees_with_reference() {
         let alphabet = ['a', 'b', 'é'];
-        let pats = ["", "%", "_", "a%", "%a", "%a%", "a_b", "%a%b%", "_%_", "a%a%a", "%ab%ba%", "é_"];
+        let pats = [
+            "", "%", "_", "a%", "%a", "%a%", "a_b", "%a%b%", "_%_", "a%a%a", "%ab%ba%", "é_",
+        ];
         let mut strs = vec![String::new()];
         for _ in 0..5 {
             let mut next = Vec::new();

@@ -13,6 +13,7 @@
 mod cast;
 mod compile;
 mod eval;
+mod forms;
 mod func;
 mod like;
 
@@ -58,7 +59,9 @@ impl Resolve for Schema {
         }
         let names: Vec<&str> = self.names().collect();
         if names.is_empty() {
-            Err(format!("unknown field \"{name}\" (the input has no fields)"))
+            Err(format!(
+                "unknown field \"{name}\" (the input has no fields)"
+            ))
         } else {
             Err(format!(
                 "unknown field \"{name}\" (the input has: {})",
@@ -151,7 +154,10 @@ impl Expr {
         match self.node.eval(row)? {
             Value::Bool(b) => Ok(b),
             Value::Null => Ok(false),
-            other => Err(eval::mismatch("a condition", &other)),
+            other => Err(EvalError::new(format!(
+                "the condition gave a value of type {}, not a bool",
+                eval::value_type(&other)
+            ))),
         }
     }
 }
@@ -199,7 +205,10 @@ fn parser_message(msg: &str) -> String {
         Some(i) => {
             let rest = &msg[i + " at Line: ".len()..];
             let loc = rest.split_once(", Column: ").and_then(|(l, c)| {
-                Some(Location::new(l.trim().parse().ok()?, c.trim().parse().ok()?))
+                Some(Location::new(
+                    l.trim().parse().ok()?,
+                    c.trim().parse().ok()?,
+                ))
             });
             match loc {
                 Some(loc) => (&msg[..i], at(loc)),

@@ -57,7 +57,10 @@ fn expr_is_send_sync_and_clone() {
 #[test]
 fn syntax_errors_have_positions() {
     let m = err("i b");
-    assert!(m.contains("unexpected \"b\"") && m.contains("at column 3"), "{m}");
+    assert!(
+        m.contains("unexpected \"b\"") && m.contains("at column 3"),
+        "{m}"
+    );
     let m = err("i = 1 j = 2");
     assert!(m.contains("at column 7"), "{m}");
     let m = err("1 +");
@@ -99,7 +102,10 @@ fn static_types() {
     assert_eq!(ok("i + NULL").ty(), Some(Type::Int));
     assert_eq!(ok("t - NULL").ty(), Some(Type::Int));
     assert_eq!(ok("t + NULL").ty(), Some(Type::Timestamp));
-    assert_eq!(ok("CASE WHEN b THEN 1 ELSE 2.5 END").ty(), Some(Type::Float));
+    assert_eq!(
+        ok("CASE WHEN b THEN 1 ELSE 2.5 END").ty(),
+        Some(Type::Float)
+    );
     assert_eq!(ok("CASE WHEN b THEN NULL END").ty(), None);
     assert_eq!(ok("coalesce(n, f)").ty(), Some(Type::Float));
     assert_eq!(ok("i = NULL").ty(), Some(Type::Bool));
@@ -129,7 +135,15 @@ fn rows_that_do_not_match_the_schema_are_errors() {
     assert!(e.eval(&[Value::str("x")]).is_err());
     assert!(ok("b AND b").eval(&[]).is_err());
     let wrong: Vec<Value> = row().into_iter().map(|_| Value::str("x")).collect();
-    for src in ["i + 1", "-f", "b AND b", "lower(s)", "CAST(i AS string)", "s LIKE 'a%'", "t - 1"] {
+    for src in [
+        "i + 1",
+        "-f",
+        "b AND b",
+        "lower(s)",
+        "CAST(i AS string)",
+        "s LIKE 'a%'",
+        "t - 1",
+    ] {
         let e = ok(src);
         let _ = e.eval(&wrong);
     }
@@ -156,7 +170,10 @@ fn compound_identifiers_go_to_the_scope() {
     assert_eq!(e.eval(&[Value::Int(1), Value::Int(2)]), Ok(Value::Int(3)));
     let e = compile("\"left\".\"x\" * 2", &JoinScope).unwrap();
     assert_eq!(e.eval(&[Value::Int(4), Value::Int(2)]), Ok(Value::Int(8)));
-    assert_eq!(compile("left.y", &JoinScope).unwrap_err().message, "no left.y");
+    assert_eq!(
+        compile("left.y", &JoinScope).unwrap_err().message,
+        "no left.y"
+    );
 }
 
 #[test]
@@ -171,8 +188,14 @@ fn schema_resolution_messages() {
         "unknown field \"zzzzzz\" (the input has: bytes, url)"
     );
     assert!(compile("a.bytes", &s).is_err());
-    assert!(compile("Bytes", &s).unwrap_err().message.contains("did you mean \"bytes\""));
-    assert!(compile("x", &Schema::default()).unwrap_err().message.contains("no fields"));
+    assert!(compile("Bytes", &s)
+        .unwrap_err()
+        .message
+        .contains("did you mean \"bytes\""));
+    assert!(compile("x", &Schema::default())
+        .unwrap_err()
+        .message
+        .contains("no fields"));
 }
 
 #[test]
@@ -215,7 +238,10 @@ fn long_literal_in_lists_bisect_like_the_linear_scan() {
 fn folding_literal_casts_reports_failures_at_compile_time() {
     assert!(err("CAST('abc' AS int)").contains("cannot cast 'abc' to int"));
     assert!(err("TIMESTAMP 'yesterday'").contains("cannot cast 'yesterday' to timestamp"));
-    assert_eq!(run("TIMESTAMP '2023-11-14T22:13:20Z'"), Ok(Value::Ts(1_700_000_000_000)));
+    assert_eq!(
+        run("TIMESTAMP '2023-11-14T22:13:20Z'"),
+        Ok(Value::Ts(1_700_000_000_000))
+    );
     assert!(err("t > 'soon'").contains("cannot compare timestamp with 'soon'"));
 }
 
@@ -291,22 +317,55 @@ fn every_unsupported_construct_is_a_compile_error() {
 /// Random but syntactically plausible expressions.
 fn expr_strategy() -> impl Strategy<Value = String> {
     let atoms = prop::sample::select(vec![
-        "i", "f", "s", "n", "b", "t", "j", "NULL", "0", "-1", "7", "2.5", "-0.0", "'x'", "''",
-        "'1'", "'%a_'", "TRUE", "9223372036854775807", "-9223372036854775808", "'NaN'",
-        "'2023-11-14T22:13:20Z'", "'{\"a\":[1]}'", "1e308",
+        "i",
+        "f",
+        "s",
+        "n",
+        "b",
+        "t",
+        "j",
+        "NULL",
+        "0",
+        "-1",
+        "7",
+        "2.5",
+        "-0.0",
+        "'x'",
+        "''",
+        "'1'",
+        "'%a_'",
+        "TRUE",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "'NaN'",
+        "'2023-11-14T22:13:20Z'",
+        "'{\"a\":[1]}'",
+        "1e308",
     ]);
     let leaf = atoms.prop_map(str::to_owned);
     leaf.prop_recursive(4, 24, 3, |inner| {
         let ops = prop::sample::select(vec![
-            "+", "-", "*", "/", "%", "=", "<>", "<", ">=", "AND", "OR", "||", "LIKE", "ILIKE",
+            "+",
+            "-",
+            "*",
+            "/",
+            "%",
+            "=",
+            "<>",
+            "<",
+            ">=",
+            "AND",
+            "OR",
+            "||",
+            "LIKE",
+            "ILIKE",
             "IS DISTINCT FROM",
         ]);
         let funcs = prop::sample::select(vec![
             "lower", "upper", "length", "abs", "round", "floor", "ceil", "coalesce", "substr",
         ]);
-        let types = prop::sample::select(vec![
-            "int", "float", "string", "bool", "timestamp", "json",
-        ]);
+        let types =
+            prop::sample::select(vec!["int", "float", "string", "bool", "timestamp", "json"]);
         prop_oneof![
             (inner.clone(), ops, inner.clone()).prop_map(|(a, o, b)| format!("({a} {o} {b})")),
             (funcs, prop::collection::vec(inner.clone(), 1..4))
@@ -338,7 +397,7 @@ fn value_strategy() -> impl Strategy<Value = Value> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
 
     #[test]
     fn compile_never_panics_on_any_text(src in ".{0,40}") {
