@@ -59,6 +59,19 @@ pub struct Shared {
     /// Records per (producer, port) that no node or sink consumes.
     unconsumed: Mutex<BTreeMap<(Producer, usize), u64>>,
     node_errors: Vec<AtomicU64>,
+    /// Wall-clock observations for epoch latency; never read by the dataflow.
+    clock: Mutex<EpochClock>,
+}
+
+/// When each partition's epoch advanced and when each epoch was written:
+/// the raw material of the epoch-latency figure (observation only).
+#[derive(Debug, Default)]
+struct EpochClock {
+    /// Per (source, partition): (when, the partition's new epoch), in order;
+    /// `u64::MAX` when the partition ended.
+    advanced: BTreeMap<(usize, u32), Vec<(Instant, u64)>>,
+    /// Per epoch: when the last writer finished writing it.
+    written: BTreeMap<u64, Instant>,
 }
 
 impl Shared {
@@ -82,6 +95,45 @@ impl Shared {
         &self.sources[i]
     }
 
+    /// Notes that partition `part` of source `source` moved to `epoch`.
+    pub fn partition_advanced(&self, source: usize, part: u32, epoch: u64) {
+        if let Ok(mut c) = self.clock.lock() {
+            c.advanced
+                .entry((source, part))
+                .or_default()
+                .push((Instant::now(), epoch));
+        }
+    }
+
+    /// Notes that a writer finished writing `epoch`.
+    pub fn epoch_written(&self, epoch: u64) {
+        if let Ok(mut c) = self.clock.lock() {
+            c.written.insert(epoch, Instant::now());
+        }
+    }
+
+    /// For every written epoch: the time from its last input (the moment the
+    /// last partition moved past it) to its output.
+    fn epoch_latencies(&self) -> Vec<Duration> {
+        let Ok(c) = self.clock.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<Duration> = c
+            .written
+            .iter()
+            .filter_map(|(&e, &written)| {
+                let closed = c
+                    .advanced
+                    .values()
+                    .filter_map(|steps| steps.iter().find(|(_, to)| *to > e).map(|(t, _)| *t))
+                    .max()?;
+                Some(written.saturating_duration_since(closed))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The written-records counter of sink `i`.
     pub fn sink_metrics(&self, i: usize) -> &AtomicU64 {
         &self.sinks[i]
@@ -101,11 +153,37 @@ pub struct RunSummary {
     pub discarded: Vec<(String, u64)>,
     /// Wall-clock time, for the summary line only (it never reaches output).
     pub elapsed: Duration,
+    /// Epoch latencies (last input of an epoch to its output), sorted.
+    pub epoch_latencies: Vec<Duration>,
+}
+
+impl RunSummary {
+    /// The `q` quantile (0..=1) of epoch latency in milliseconds, if any
+    /// epoch was written.
+    pub fn epoch_latency_ms(&self, q: f64) -> Option<f64> {
+        if self.epoch_latencies.is_empty() {
+            return None;
+        }
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let i = ((self.epoch_latencies.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        Some(self.epoch_latencies[i].as_secs_f64() * 1000.0)
+    }
 }
 
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "finished in {:.2} s", self.elapsed.as_secs_f64())?;
+        if let (Some(p50), Some(p99)) = (self.epoch_latency_ms(0.5), self.epoch_latency_ms(0.99)) {
+            write!(
+                f,
+                " ({} epochs written, epoch latency p50 {p50:.1} ms, p99 {p99:.1} ms)",
+                self.epoch_latencies.len()
+            )?;
+        }
         for (n, r, e) in &self.sources {
             write!(f, "\n  source {n}: {r} records read")?;
             if *e > 0 {
@@ -211,6 +289,7 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
         sinks: graph.sinks.iter().map(|_| AtomicU64::new(0)).collect(),
         unconsumed: Mutex::new(BTreeMap::new()),
         node_errors: graph.nodes.iter().map(|_| AtomicU64::new(0)).collect(),
+        clock: Mutex::new(EpochClock::default()),
     });
     let workers = opts.workers.max(1);
     let config = if workers == 1 {
@@ -282,6 +361,7 @@ fn summary(graph: &Graph, shared: &Shared, elapsed: Duration) -> RunSummary {
             .collect(),
         discarded,
         elapsed,
+        epoch_latencies: shared.epoch_latencies(),
     }
 }
 

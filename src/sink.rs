@@ -303,6 +303,7 @@ fn write<'s>(
                 if failed_at.is_some_and(|f| f <= e) {
                     continue;
                 }
+                shared.epoch_written(e);
                 let mut by_part: BTreeMap<u32, Vec<Run>> = BTreeMap::new();
                 for r in runs {
                     by_part.entry(r.part).or_default().push(r);

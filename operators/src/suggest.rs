@@ -9,7 +9,14 @@ where
     let limit = (name.chars().count() / 3).max(1);
     let mut best: Option<(usize, &'a str)> = None;
     for c in candidates {
-        let d = distance(&name.to_lowercase(), &c.to_lowercase());
+        let (n, lc) = (name.to_lowercase(), c.to_lowercase());
+        // A name that is the start of a candidate ("size" for "size_ms") is a
+        // likely slip too.
+        let d = if n.len() >= 3 && lc.starts_with(&n) {
+            1
+        } else {
+            distance(&n, &lc)
+        };
         if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
@@ -52,6 +59,10 @@ mod tests {
         assert_eq!(did_you_mean("byte", ["bytes", "url"]), Some("bytes"));
         assert_eq!(did_you_mean("cnt", ["count", "ct"]), Some("ct"));
         assert_eq!(did_you_mean("zzzzzz", ["bytes", "url"]), None);
+        assert_eq!(
+            did_you_mean("size", ["size_ms", "slide_ms"]),
+            Some("size_ms")
+        );
         assert_eq!(
             hint("fitler", ["filter", "map"]),
             " (did you mean \"filter\"?)"

@@ -109,7 +109,7 @@ impl PartialEq for Value {
 impl Eq for Value {}
 impl PartialOrd for Value {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(cmp_total(self, other))
+        Some(self.cmp(other))
     }
 }
 impl Ord for Value {

@@ -312,6 +312,7 @@ pub fn build<'s>(
                             Ok(None) => {
                                 flush(part, &mut outs);
                                 part.caps = None;
+                                shared.partition_advanced(idx, part.index, u64::MAX);
                                 break;
                             }
                             Err(e) => {
@@ -330,6 +331,7 @@ pub fn build<'s>(
                             c0.downgrade(&epoch);
                             c1.downgrade(&epoch);
                         }
+                        shared.partition_advanced(idx, part.index, epoch);
                     }
                     if epoch > allowed {
                         part.pending = Some((epoch, is_err, rec));

@@ -24,7 +24,7 @@ fn graph(source: &str, ooo: u64) -> String {
                        "event_time": {{"field": "ts", "max_out_of_order_ms": {ooo}}}}}}},
   "nodes": {{
     "big": {{"type": "filter", "input": "in", "where": "bytes > 3000 AND url LIKE '%/1%'"}},
-    "m": {{"type": "map", "input": "big", "select": {{"user": "upper(\"user\")", "kb": "bytes / 1024", "ts": "ts", "f": "bytes * 0.5"}}}},
+    "m": {{"type": "map", "input": "big", "select": {{"user": "upper(user)", "kb": "bytes / 1024", "ts": "ts", "f": "bytes * 0.5"}}}},
     "r": {{"type": "route", "input": "m", "routes": {{"even": "kb % 2 = 0"}}}}
   }},
   "sinks": {{"even": {{"type": "file", "input": "r.even", "path": "even.jsonl"}},

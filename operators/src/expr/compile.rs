@@ -307,7 +307,7 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn field(&self, parts: &[String]) -> R {
+    pub(crate) fn field(&self, parts: &[String]) -> R {
         let (i, t) = self.scope.resolve(parts)?;
         Ok(Typed::new(Node::Field(i), Some(t)))
     }

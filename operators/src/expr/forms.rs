@@ -187,6 +187,13 @@ impl Compiler<'_> {
                 ))
             }
         };
+        // SQL parses some keywords written without parentheses (`user`,
+        // `current_date`) as niladic functions; a field of that name wins.
+        if matches!(f.args, FunctionArguments::None) && f.over.is_none() {
+            if let Ok(found) = self.field(std::slice::from_ref(&written.to_string())) {
+                return Ok(found);
+            }
+        }
         if let Some(why) = func::impure(&name) {
             return Err(format!("lockstep expressions are pure: {name}() {why}"));
         }

@@ -455,3 +455,46 @@ proptest! {
         }
     }
 }
+
+/// The deepest expressions the compiler accepts fit in a small stack (release
+/// builds need about 128 KiB for 200 levels), far below a thread's 2 MiB.
+#[test]
+fn the_deepest_expressions_fit_in_a_small_stack() {
+    let kb = if cfg!(debug_assertions) { 4096 } else { 512 };
+    let cases = [
+        vec!["i"; 199].join("+"),
+        vec!["b"; 199].join(" OR "),
+        format!("i{}", "::int::float".repeat(99)),
+        format!("{}1{}", "CASE WHEN b THEN ".repeat(45), " END".repeat(45)),
+        format!("{}i{}", "abs(".repeat(45), ")".repeat(45)),
+    ];
+    std::thread::Builder::new()
+        .stack_size(kb * 1024)
+        .spawn(move || {
+            for src in cases {
+                let e = ok(&src);
+                assert!(e.eval(&row()).is_ok(), "{src}");
+                let _ = e.clone();
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn keywords_that_sql_parses_as_functions_resolve_to_fields_first() {
+    use crate::value::{Schema, Type, Value};
+    let s = Schema::new([("user", Type::String), ("current_date", Type::Int)]);
+    let e = super::compile("upper(user) || current_date", &s).expect("compiles");
+    assert_eq!(
+        e.eval(&[Value::str("ann"), Value::Int(3)]).expect("eval"),
+        Value::str("ANN3")
+    );
+    // Without such a field, the keyword is still refused as impure.
+    let none = Schema::new([("x", Type::Int)]);
+    assert!(super::compile("user", &none)
+        .unwrap_err()
+        .message
+        .contains("pure"));
+}
