@@ -347,22 +347,45 @@ fn write<'s>(
     stream
 }
 
+/// The next unmerged entry of one run. The derived order compares fields in
+/// declaration order (key, then line, then run, then index), so ties break
+/// deterministically.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Head<'a> {
+    key: &'a [u8],
+    line: &'a [u8],
+    run: usize,
+    index: usize,
+}
+
+impl<'a> Head<'a> {
+    /// Entry `index` of run `run`.
+    fn of(runs: &'a [Run], run: usize, index: usize) -> Self {
+        let (key, line) = runs[run].entry(index);
+        Head {
+            key,
+            line,
+            run,
+            index,
+        }
+    }
+}
+
 /// Merges sorted runs into `w`; returns how many records were written.
 fn merge_into(runs: &[Run], w: &mut dyn Write) -> std::io::Result<u64> {
-    let mut heap: BinaryHeap<Reverse<(&[u8], &[u8], usize, usize)>> = BinaryHeap::new();
+    let mut heap: BinaryHeap<Reverse<Head<'_>>> = BinaryHeap::new();
     for (r, run) in runs.iter().enumerate() {
         if !run.ends.is_empty() {
-            let (k, l) = run.entry(0);
-            heap.push(Reverse((k, l, r, 0)));
+            heap.push(Reverse(Head::of(runs, r, 0)));
         }
     }
     let mut n = 0;
-    while let Some(Reverse((_, line, r, i))) = heap.pop() {
-        w.write_all(line)?;
+    while let Some(Reverse(head)) = heap.pop() {
+        w.write_all(head.line)?;
         n += 1;
-        if i + 1 < runs[r].ends.len() {
-            let (k, l) = runs[r].entry(i + 1);
-            heap.push(Reverse((k, l, r, i + 1)));
+        let next = head.index + 1;
+        if next < runs[head.run].ends.len() {
+            heap.push(Reverse(Head::of(runs, head.run, next)));
         }
     }
     Ok(n)

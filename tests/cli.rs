@@ -3,8 +3,10 @@
 //! broken graphs and records, and a property test against a reference.
 
 mod cli {
+    mod api;
     pub mod common;
     mod determinism;
+    mod docs;
     mod errors;
     mod examples;
     mod nexmark;

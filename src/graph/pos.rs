@@ -46,9 +46,7 @@ impl PosIndex {
             if let Some(lc) = self.values.get(&Path(p.clone())) {
                 return Some(*lc);
             }
-            if p.pop().is_none() {
-                return None;
-            }
+            p.pop()?;
         }
     }
 }

@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
@@ -174,20 +175,31 @@ fn bad_stamp(part: &mut Part, time: TimeMode, ooo: u64) -> (u64, i64) {
     }
 }
 
-fn flush(
-    part: &mut Part,
-    outs: &mut (
-        OutputBuilder<u64, timely::container::CapacityContainerBuilder<Vec<Rec>>>,
-        OutputBuilder<u64, timely::container::CapacityContainerBuilder<Vec<Rec>>>,
-    ),
-) {
+/// One output of a source operator.
+type RecOutput = OutputBuilder<u64, CapacityContainerBuilder<Vec<Rec>>>;
+
+/// The two outputs of a source operator.
+struct Outputs {
+    /// Records that parsed.
+    main: RecOutput,
+    /// Records that did not, as `errors` records.
+    errors: RecOutput,
+}
+
+fn flush(part: &mut Part, outs: &mut Outputs) {
     if let Some((c0, c1)) = &part.caps {
         if !part.out.is_empty() {
-            outs.0.activate().session(c0).give_container(&mut part.out);
+            outs.main
+                .activate()
+                .session(c0)
+                .give_container(&mut part.out);
             part.out.clear();
         }
         if !part.err.is_empty() {
-            outs.1.activate().session(c1).give_container(&mut part.err);
+            outs.errors
+                .activate()
+                .session(c1)
+                .give_container(&mut part.err);
             part.err.clear();
         }
     }
@@ -206,7 +218,10 @@ pub fn build<'s>(
     let info = builder.operator_info();
     let (o0, main) = builder.new_output::<Vec<Rec>>();
     let (o1, errors) = builder.new_output::<Vec<Rec>>();
-    let mut outs = (OutputBuilder::from(o0), OutputBuilder::from(o1));
+    let mut outs = Outputs {
+        main: OutputBuilder::from(o0),
+        errors: OutputBuilder::from(o1),
+    };
     let activator = Rc::new(scope.activator_for(info.address));
     let peers = scope.peers();
     let me = scope.index();
