@@ -61,6 +61,8 @@ pub struct Shared {
     node_errors: Vec<AtomicU64>,
     /// Wall-clock observations for epoch latency; never read by the dataflow.
     clock: Mutex<EpochClock>,
+    /// Bytes of encoded output that sinks hold for epochs not yet complete.
+    stashed: std::sync::atomic::AtomicI64,
 }
 
 /// When each partition's epoch advanced and when each epoch was written:
@@ -93,6 +95,17 @@ impl Shared {
     /// The counters of source `i`.
     pub fn source_metrics(&self, i: usize) -> &SourceMetrics {
         &self.sources[i]
+    }
+
+    /// Adds (or, negative, removes) bytes held by sinks for open epochs.
+    pub fn stash_add(&self, bytes: i64) {
+        self.stashed.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes held by sinks for open epochs (backpressure reads this; it
+    /// shapes timing only, never results).
+    pub fn stashed(&self) -> i64 {
+        self.stashed.load(Ordering::Relaxed)
     }
 
     /// Notes that partition `part` of source `source` moved to `epoch`.
@@ -290,6 +303,7 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
         unconsumed: Mutex::new(BTreeMap::new()),
         node_errors: graph.nodes.iter().map(|_| AtomicU64::new(0)).collect(),
         clock: Mutex::new(EpochClock::default()),
+        stashed: std::sync::atomic::AtomicI64::new(0),
     });
     let workers = opts.workers.max(1);
     let config = if workers == 1 {

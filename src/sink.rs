@@ -61,19 +61,22 @@ struct Pending {
 }
 
 impl Pending {
-    fn push(&mut self, rec: &Rec, order_by: &[usize], enc: &Encoder) {
+    /// Adds a record; returns the bytes it takes.
+    fn push(&mut self, rec: &Rec, order_by: &[usize], enc: &Encoder) -> usize {
         let ks = self.keys.len();
         for &i in order_by {
             encode_key(&rec.row[i], &mut self.keys);
         }
         let ls = self.lines.len();
         enc.encode(&rec.row, &mut self.lines);
+        let bytes = self.keys.len() - ks + self.lines.len() - ls + 16;
         self.idx.push((
             to_u32(ks),
             to_u32(self.keys.len() - ks),
             to_u32(ls),
             to_u32(self.lines.len() - ls),
         ));
+        bytes
     }
 
     fn into_run(self, part: u32) -> Run {
@@ -159,7 +162,15 @@ pub fn build<'s>(
         Target::Stdout => 1,
     };
     let enc = Encoder::new(&def.schema, format);
-    let runs = local_sort(input, &def.name, order_by, key, parts, enc);
+    let runs = local_sort(
+        input,
+        &def.name,
+        order_by,
+        key,
+        parts,
+        enc,
+        Arc::clone(shared),
+    );
     write(scope, runs, fail, def, idx, target, format, shared)
 }
 
@@ -194,6 +205,7 @@ fn local_sort<'s>(
     key: Vec<usize>,
     parts: u32,
     enc: Encoder,
+    shared: Arc<Shared>,
 ) -> StreamVec<'s, u64, Run> {
     let mut builder = OperatorBuilder::new(format!("sink {name} sort"), input.scope());
     let mut handle = builder.new_input(input, Pipeline);
@@ -201,18 +213,21 @@ fn local_sort<'s>(
     let mut out = OutputBuilder::from(out);
     let groups = KeyGroups::new(parts.max(1));
     builder.build(move |_| {
-        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Pending>)> = BTreeMap::new();
+        // Per open epoch: its capability, one pending run per output file,
+        // and the bytes they hold.
+        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Pending>, usize)> = BTreeMap::new();
         let mut keybuf = Vec::new();
         move |frontiers| {
             let mut o = out.activate();
             let port = o.output_index();
+            let mut added = 0usize;
             handle.for_each_stamp(|cap, data| {
                 let (Some(&t), Some(c)) = (cap.least(), cap.retain_least(port)) else {
                     return;
                 };
                 let slot = stash
                     .entry(t)
-                    .or_insert_with(|| (c, (0..parts).map(|_| Pending::default()).collect()));
+                    .or_insert_with(|| (c, (0..parts).map(|_| Pending::default()).collect(), 0));
                 for batch in data {
                     for rec in batch.iter() {
                         let p = if parts > 1 {
@@ -224,15 +239,19 @@ fn local_sort<'s>(
                         } else {
                             0
                         };
-                        slot.1[p].push(rec, &order_by, &enc);
+                        let bytes = slot.1[p].push(rec, &order_by, &enc);
+                        slot.2 += bytes;
+                        added += bytes;
                     }
                 }
             });
+            shared.stash_add(i64::try_from(added).unwrap_or(i64::MAX));
             while let Some(entry) = stash.first_entry() {
                 if frontiers[0].less_equal(entry.key()) {
                     break;
                 }
-                let (cap, pend) = entry.remove();
+                let (cap, pend, bytes) = entry.remove();
+                shared.stash_add(-i64::try_from(bytes).unwrap_or(i64::MAX));
                 let mut s = o.session(&cap);
                 for (p, pending) in pend.into_iter().enumerate() {
                     if !pending.idx.is_empty() {

@@ -50,6 +50,7 @@ fn bids_file(n: u64) -> PathBuf {
         .join("bench-data");
     std::fs::create_dir_all(&dir).expect("bench-data dir");
     let path = dir.join(format!("bids-{n}.jsonl"));
+    let path = std::path::absolute(&path).unwrap_or(path);
     if path.is_file() {
         return path;
     }

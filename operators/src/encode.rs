@@ -172,7 +172,7 @@ pub fn csv_null_distinct(ty: Type) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use crate::value::Text;
 
     fn schema() -> Schema {
         Schema::new([
@@ -193,7 +193,7 @@ mod tests {
             Value::str("q\"\\\n\u{1}é,x"),
             Value::Bool(true),
             Value::Ts(1_700_000_000_000),
-            Value::Json(Arc::from("{\"a\":[1,2]}")),
+            Value::Json(Text::from("{\"a\":[1,2]}")),
             Value::Null,
         ]
     }

@@ -11,7 +11,7 @@ use crate::expr::{self, Expr};
 use crate::node::{
     error_record, stateless, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, ERRORS_PORT,
 };
-use crate::value::{errors_schema, Rec, Schema};
+use crate::value::{errors_schema, Schema, Value};
 
 /// The `map` node type.
 #[derive(Debug)]
@@ -109,6 +109,33 @@ struct MapNode {
     exprs: Vec<Expr>,
 }
 
+/// How one output field is made: moved out of the input row (a bare field
+/// read by no other output), or evaluated.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Move(usize),
+    Eval(usize),
+}
+
+/// Bare field references used exactly once can be moved; everything else is
+/// evaluated (before any move, so that every expression sees the whole row).
+fn plan_slots(exprs: &[Expr]) -> Vec<Slot> {
+    let mut uses = std::collections::BTreeMap::<usize, usize>::new();
+    for e in exprs {
+        if let Some(i) = e.as_field() {
+            *uses.entry(i).or_default() += 1;
+        }
+    }
+    exprs
+        .iter()
+        .enumerate()
+        .map(|(k, e)| match e.as_field() {
+            Some(i) if uses.get(&i) == Some(&1) => Slot::Move(i),
+            _ => Slot::Eval(k),
+        })
+        .collect()
+}
+
 impl Node for MapNode {
     fn outputs(&self) -> Vec<Port> {
         vec![
@@ -122,33 +149,69 @@ impl Node for MapNode {
         mut inputs: Vec<Edge<'s>>,
     ) -> Vec<Edge<'s>> {
         let exprs = self.exprs.clone();
+        let slots = plan_slots(&exprs);
         let name = self.name.clone();
         let encoder = self.encoder.clone();
+        let mut computed: Vec<Value> = Vec::with_capacity(exprs.len());
+        // The output row is built in a spare vector, which then takes the
+        // input row's place; the input's allocation becomes the next spare.
+        let mut spare: Vec<Value> = Vec::with_capacity(exprs.len());
         stateless(
             inputs.remove(0),
             &format!("map {}", self.name),
             2,
-            move |rec| {
-                let mut row = Vec::with_capacity(exprs.len());
-                for e in &exprs {
-                    match e.eval(&rec.row) {
-                        Ok(v) => row.push(v),
-                        Err(err) => {
-                            let mut raw = String::new();
-                            encoder.encode(&rec.row, &mut raw);
-                            raw.pop();
-                            return Some((1, error_record(&name, &err.reason, raw, rec.time)));
+            move |mut rec| {
+                // Evaluate first: an error leaves the input row whole for `errors`.
+                computed.clear();
+                for slot in &slots {
+                    if let Slot::Eval(k) = *slot {
+                        match exprs[k].eval(&rec.row) {
+                            Ok(v) => computed.push(v),
+                            Err(err) => {
+                                let mut raw = String::new();
+                                encoder.encode(&rec.row, &mut raw);
+                                raw.pop();
+                                return Some((1, error_record(&name, &err.reason, raw, rec.time)));
+                            }
                         }
                     }
                 }
-                Some((
-                    0,
-                    Rec {
-                        time: rec.time,
-                        row,
-                    },
-                ))
+                let mut evaluated = computed.drain(..);
+                spare.clear();
+                for slot in &slots {
+                    spare.push(match *slot {
+                        Slot::Move(i) => std::mem::replace(&mut rec.row[i], Value::Null),
+                        Slot::Eval(_) => evaluated.next().unwrap_or(Value::Null),
+                    });
+                }
+                drop(evaluated);
+                std::mem::swap(&mut rec.row, &mut spare);
+                spare.clear();
+                Some((0, rec))
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Type;
+
+    #[test]
+    fn bare_fields_used_once_are_moved_the_rest_evaluated() {
+        let schema = Schema::new([("a", Type::Int), ("b", Type::String)]);
+        let exprs: Vec<Expr> = ["a", "b", "a * 2", "b"]
+            .iter()
+            .map(|s| expr::compile(s, &schema).expect("compiles"))
+            .collect();
+        let slots = plan_slots(&exprs);
+        // `a` is also read by `a * 2`, but only one output is the bare `a`:
+        // evaluation happens before any move, so moving it is safe. `b` is
+        // output twice, so both are evaluated (cloned).
+        assert!(matches!(slots[0], Slot::Move(0)));
+        assert!(matches!(slots[1], Slot::Eval(1)));
+        assert!(matches!(slots[2], Slot::Eval(2)));
+        assert!(matches!(slots[3], Slot::Eval(3)));
     }
 }

@@ -16,7 +16,7 @@ use timely::dataflow::{Scope, StreamVec};
 use timely::progress::operate::FrontierInterest;
 
 use crate::config::{Diag, Path};
-use crate::value::{Rec, Schema, Value};
+use crate::value::{Rec, Schema, Text, Value};
 
 /// A stream of records between nodes; the timestamp is the epoch.
 pub type Edge<'s> = StreamVec<'s, u64, Rec>;
@@ -120,7 +120,7 @@ pub fn error_record(node: &str, reason: &str, raw: String, time: i64) -> Rec {
         row: vec![
             Value::str(node),
             Value::str(reason),
-            Value::Str(Arc::from(raw)),
+            Value::Str(Text::from(raw)),
             Value::Null,
             Value::Null,
         ],

@@ -68,6 +68,11 @@ impl fmt::Display for Type {
     }
 }
 
+/// The text of a `string` or `json` value. An owned, immutable buffer: a
+/// source can adopt a `String`'s buffer without copying it, and nodes move
+/// values rather than share them (a fan-out to several consumers copies).
+pub type Text = Box<str>;
+
 /// One field's value. Any field may be null.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Value {
@@ -80,11 +85,11 @@ pub enum Value {
     /// A `float`.
     Float(f64),
     /// A `string`.
-    Str(Arc<str>),
+    Str(Text),
     /// A `timestamp` in milliseconds since the Unix epoch.
     Ts(i64),
     /// A `json` value as its canonical text.
-    Json(Arc<str>),
+    Json(Text),
 }
 
 impl Value {
@@ -95,7 +100,7 @@ impl Value {
 
     /// A string value.
     pub fn str(s: &str) -> Value {
-        Value::Str(Arc::from(s))
+        Value::Str(Text::from(s))
     }
 }
 

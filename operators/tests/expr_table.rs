@@ -2,7 +2,7 @@
 //! `| expression | result |` is evaluated against the sample record the page
 //! defines, and every mismatching row is reported.
 
-use std::sync::Arc;
+use lockstep_operators::value::Text;
 
 use lockstep_operators::encode::write_json_value;
 use lockstep_operators::expr::compile;
@@ -22,7 +22,7 @@ fn sample() -> (Schema, Vec<Value>) {
         ("n", Type::Int, Value::Null),
         ("b", Type::Bool, Value::Bool(true)),
         ("t", Type::Timestamp, Value::Ts(1_700_000_000_000)),
-        ("j", Type::Json, Value::Json(Arc::from("{\"a\":1}"))),
+        ("j", Type::Json, Value::Json(Text::from("{\"a\":1}"))),
         ("ns", Type::String, Value::Null),
         ("nb", Type::Bool, Value::Null),
         ("Name", Type::String, Value::str("Ann")),

@@ -4,8 +4,9 @@
 //! Partition p of a source is read by worker `p mod peers`, with one
 //! capability per partition (per output port). Each partition's epoch is a
 //! pure function of its ordered contents (the spec's "Logical time"), the
-//! partition with the lowest epoch is read first, and no partition reads more
-//! than [`MAX_EPOCHS_AHEAD`] epochs past the sinks' frontier (backpressure).
+//! partition with the lowest epoch is read first, and, once the sinks hold
+//! [`STASH_BUDGET`] bytes for open epochs, no partition reads more than
+//! [`MAX_EPOCHS_AHEAD`] epochs past the sinks' frontier (backpressure).
 
 pub mod parse;
 pub mod reader;
@@ -13,6 +14,8 @@ pub mod reader;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+use lockstep_operators::value::Text;
 use std::time::Duration;
 
 use timely::container::CapacityContainerBuilder;
@@ -27,14 +30,24 @@ use lockstep_operators::value::{Rec, Schema, Type, Value};
 
 use crate::graph::spec::NexmarkEvents;
 use crate::graph::{Graph, SourceKind};
-use crate::runtime::Shared;
+use crate::runtime::{Shared, SourceMetrics};
 use reader::{FilePart, GeneratorReader, Item, NexmarkReader, PartitionReader, TextReader};
 
-/// How many epochs a source may run ahead of the sinks' frontier.
+/// How many epochs a source may run ahead of the sinks' frontier while the
+/// sinks hold [`STASH_BUDGET`] bytes or more for open epochs.
 pub const MAX_EPOCHS_AHEAD: u64 = 16;
 
+/// Below this many bytes of output held by sinks for open epochs, sources may
+/// run ahead any number of epochs (a selective job over a file split into
+/// time ranges then reads all ranges at once).
+pub const STASH_BUDGET: i64 = 16 << 20;
+
 /// Items read per scheduling of a source operator before it yields.
-const BUDGET: usize = 4096;
+const BUDGET: usize = 8192;
+
+/// Items read from one partition before the next partition is chosen (and the
+/// size of the containers sent downstream).
+const BATCH: usize = 1024;
 
 /// The fixed schema of a `nexmark` source.
 pub fn nexmark_schema(events: NexmarkEvents) -> Schema {
@@ -186,14 +199,23 @@ struct Outputs {
     errors: RecOutput,
 }
 
-fn flush(part: &mut Part, outs: &mut Outputs) {
+/// Sends the partition's buffered records under its capabilities, counting them.
+fn flush(part: &mut Part, outs: &mut Outputs, metrics: &SourceMetrics) {
     if let Some((c0, c1)) = &part.caps {
+        metrics
+            .records
+            .fetch_add(part.out.len() as u64, Ordering::Relaxed);
+        metrics
+            .errors
+            .fetch_add(part.err.len() as u64, Ordering::Relaxed);
         if !part.out.is_empty() {
             outs.main
                 .activate()
                 .session(c0)
                 .give_container(&mut part.out);
             part.out.clear();
+            // The container went downstream; start the next one at full size.
+            part.out.reserve(BATCH);
         }
         if !part.err.is_empty() {
             outs.errors
@@ -268,9 +290,14 @@ pub fn build<'s>(
                 parts.clear();
                 return;
             }
-            let allowed = probe
-                .with_frontier(|f| f.first().copied())
-                .map_or(u64::MAX, |e| e.saturating_add(MAX_EPOCHS_AHEAD));
+            // Backpressure shapes timing only: epochs come from the data.
+            let allowed = if shared.stashed() < STASH_BUDGET {
+                u64::MAX
+            } else {
+                probe
+                    .with_frontier(|f| f.first().copied())
+                    .map_or(u64::MAX, |e| e.saturating_add(MAX_EPOCHS_AHEAD))
+            };
             let mut budget = BUDGET;
             let mut blocked = false;
             while budget > 0 {
@@ -290,7 +317,7 @@ pub fn build<'s>(
                 };
                 let part = &mut parts[k];
                 let mut n = 0;
-                while n < 256 {
+                while n < BATCH {
                     n += 1;
                     let (epoch, is_err, rec) = if let Some(p) = part.pending.take() {
                         p
@@ -325,7 +352,7 @@ pub fn build<'s>(
                                 )
                             }
                             Ok(None) => {
-                                flush(part, &mut outs);
+                                flush(part, &mut outs, shared.source_metrics(idx));
                                 part.caps = None;
                                 shared.partition_advanced(idx, part.index, u64::MAX);
                                 break;
@@ -341,7 +368,7 @@ pub fn build<'s>(
                         }
                     };
                     if epoch > part.epoch() {
-                        flush(part, &mut outs);
+                        flush(part, &mut outs, shared.source_metrics(idx));
                         if let Some((c0, c1)) = part.caps.as_mut() {
                             c0.downgrade(&epoch);
                             c1.downgrade(&epoch);
@@ -353,21 +380,13 @@ pub fn build<'s>(
                         break;
                     }
                     if is_err {
-                        shared
-                            .source_metrics(idx)
-                            .errors
-                            .fetch_add(1, Ordering::Relaxed);
                         part.err.push(rec);
                     } else {
-                        shared
-                            .source_metrics(idx)
-                            .records
-                            .fetch_add(1, Ordering::Relaxed);
                         part.out.push(rec);
                     }
                 }
                 budget = budget.saturating_sub(n);
-                flush(part, &mut outs);
+                flush(part, &mut outs, shared.source_metrics(idx));
             }
             parts.retain(|p| p.caps.is_some());
             if !parts.is_empty() {
@@ -396,7 +415,7 @@ fn source_error(
         row: vec![
             Value::str(name),
             Value::str(reason),
-            Value::Str(Arc::from(raw)),
+            Value::Str(Text::from(raw)),
             Value::Int(i64::from(partition)),
             line.map_or(Value::Null, |l| {
                 Value::Int(i64::try_from(l).unwrap_or(i64::MAX))

@@ -1,8 +1,8 @@
 //! Parsing input records into typed rows: JSON lines and CSV, driven by the
 //! source's schema (the spec's "Parsing" rules).
 
+use lockstep_operators::value::Text;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
@@ -148,7 +148,7 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
             return Ok(if v.is_null() {
                 Value::Null
             } else {
-                Value::Json(Arc::from(json::canonical(&v)))
+                Value::Json(Text::from(json::canonical(&v)))
             });
         }
         d.deserialize_any(self)
@@ -211,7 +211,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
         match self.ty {
-            Type::String => Ok(Value::Str(Arc::from(v))),
+            Type::String => Ok(Value::Str(Text::from(v))),
             Type::Timestamp => parse_rfc3339(v).map(Value::Ts).ok_or_else(|| {
                 E::custom(format_args!(
                     "field \"{}\": \"{v}\" is not an RFC 3339 timestamp or integer milliseconds",
@@ -240,7 +240,7 @@ pub fn parse_csv_value(text: &str, quoted: bool, ty: Type, name: &str) -> Result
     }
     let bad = || format!("field \"{name}\" is {ty}, but got \"{text}\"");
     match ty {
-        Type::String => Ok(Value::Str(Arc::from(text))),
+        Type::String => Ok(Value::Str(Text::from(text))),
         Type::Int => text.parse::<i64>().map(Value::Int).map_err(|_| bad()),
         Type::Float => text.parse::<f64>().map(Value::Float).map_err(|_| bad()),
         Type::Bool => match text {
@@ -255,7 +255,7 @@ pub fn parse_csv_value(text: &str, quoted: bool, ty: Type, name: &str) -> Result
             .map(Value::Ts)
             .ok_or_else(bad),
         Type::Json => json::canonicalize(text)
-            .map(|c| Value::Json(Arc::from(c)))
+            .map(|c| Value::Json(Text::from(c)))
             .map_err(|e| format!("field \"{name}\" is json, but \"{text}\" does not parse: {e}")),
     }
 }
@@ -384,7 +384,7 @@ mod tests {
         assert_eq!(row[0], Value::Int(1));
         assert_eq!(row[1], Value::Float(2.0));
         assert_eq!(row[3], Value::Ts(1000));
-        assert_eq!(row[4], Value::Json(Arc::from(r#"{"a":[1.5],"b":1}"#)));
+        assert_eq!(row[4], Value::Json(Text::from(r#"{"a":[1.5],"b":1}"#)));
         assert_eq!(row[5], Value::Null);
         let err = |l: &str| parse_jsonl(l, &s).unwrap_err();
         assert!(

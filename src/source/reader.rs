@@ -1,5 +1,6 @@
 //! Partition readers: each yields one partition's records in order.
 
+use lockstep_operators::value::Text;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path as FsPath, PathBuf};
@@ -208,24 +209,29 @@ impl PartitionReader for TextReader {
                 return Ok(None);
             }
             self.lines_read += 1;
-            let mut record = match std::str::from_utf8(strip_eol(&self.buf)) {
-                Ok(t) => t.to_string(),
+            let text = match std::str::from_utf8(strip_eol(&self.buf)) {
+                Ok(t) => t,
                 Err(e) => {
                     let raw = String::from_utf8_lossy(strip_eol(&self.buf)).into_owned();
                     return Ok(Some(self.bad(raw, format!("invalid UTF-8: {e}"), first)));
                 }
             };
             if self.format == Format::Jsonl {
-                return Ok(Some(match parse_jsonl(&record, &self.schema) {
+                let parsed = parse_jsonl(text, &self.schema);
+                return Ok(Some(match parsed {
                     Ok(row) => Item::Row(row),
-                    Err(_) if record.trim().is_empty() => self.bad(
-                        record,
-                        "empty line (JSON lines has one object per line)".to_string(),
-                        first,
-                    ),
-                    Err(reason) => self.bad(record, reason, first),
+                    Err(reason) => {
+                        let raw = text.to_string();
+                        let reason = if raw.trim().is_empty() {
+                            "empty line (JSON lines has one object per line)".to_string()
+                        } else {
+                            reason
+                        };
+                        self.bad(raw, reason, first)
+                    }
                 }));
             }
+            let mut record = text.to_string();
             while csv_open_quote(&record) {
                 // A quoted field spans lines: read on, even past the range end.
                 self.buf.clear();
@@ -423,7 +429,7 @@ fn ts(v: u64) -> Value {
 }
 
 fn text(s: String) -> Value {
-    Value::Str(Arc::from(s))
+    Value::Str(Text::from(s))
 }
 
 impl PartitionReader for NexmarkReader {

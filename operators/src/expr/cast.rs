@@ -2,7 +2,7 @@
 //! (checked at compile time) and how each converts a value (which may fail at
 //! run time, sending the record to the node's `errors` output).
 
-use std::sync::Arc;
+use crate::value::Text;
 
 use sqlparser::ast::{DataType as D, ExactNumberInfo as N, ObjectNamePart};
 
@@ -247,7 +247,7 @@ pub(crate) fn apply(op: CastOp, v: Value) -> Result<Value, EvalError> {
         (CastOp::StrToBool, Str(s)) => return str_to_bool(&s),
         (CastOp::StrToTs, Str(s)) => return str_to_ts(&s),
         (CastOp::StrToJson, Str(s)) => match canonicalize(&s) {
-            Ok(c) => Json(Arc::from(c)),
+            Ok(c) => Json(Text::from(c)),
             Err(e) => {
                 return Err(EvalError::new(format!(
                     "cannot cast {} to json: {e}",
@@ -258,23 +258,23 @@ pub(crate) fn apply(op: CastOp, v: Value) -> Result<Value, EvalError> {
         (CastOp::IntToTs, Int(i)) => Ts(i),
         (CastOp::TsToInt, Ts(i)) => Int(i),
         (CastOp::TsToStr, Ts(i)) => match format_rfc3339(i) {
-            Some(s) => Str(Arc::from(s)),
+            Some(s) => Str(Text::from(s)),
             None => {
                 return Err(EvalError::new(format!(
                     "cannot cast timestamp {i} to string (year outside 0000..9999)"
                 )))
             }
         },
-        (CastOp::ToStr, Float(f)) => Str(Arc::from(float_string(f))),
+        (CastOp::ToStr, Float(f)) => Str(Text::from(float_string(f))),
         (CastOp::ToStr, v @ (Int(_) | Bool(_))) => {
-            Str(Arc::from(value_text(&v).unwrap_or_default()))
+            Str(Text::from(value_text(&v).unwrap_or_default()))
         }
         (CastOp::JsonToStr, Json(s)) => Str(s),
-        (CastOp::IntToJson, Int(i)) => Json(Arc::from(canonical(&serde_json::Value::from(i)))),
+        (CastOp::IntToJson, Int(i)) => Json(Text::from(canonical(&serde_json::Value::from(i)))),
         (CastOp::FloatToJson, Float(f)) if f.is_finite() => {
             let mut s = String::new();
             write_es_number(f, &mut s);
-            Json(Arc::from(s))
+            Json(Text::from(s))
         }
         (CastOp::FloatToJson, Float(f)) => {
             return Err(EvalError::new(format!(
@@ -282,7 +282,7 @@ pub(crate) fn apply(op: CastOp, v: Value) -> Result<Value, EvalError> {
                 float_string(f)
             )))
         }
-        (CastOp::BoolToJson, Bool(b)) => Json(Arc::from(if b { "true" } else { "false" })),
+        (CastOp::BoolToJson, Bool(b)) => Json(Text::from(if b { "true" } else { "false" })),
         (_, other) => return Err(mismatch("CAST", &other)),
     })
 }
@@ -329,7 +329,7 @@ mod tests {
     #[test]
     fn int_to_json_is_canonical() {
         let v = apply(CastOp::IntToJson, Value::Int(9_007_199_254_740_993)).unwrap();
-        assert_eq!(v, Value::Json(Arc::from("9007199254740992")));
+        assert_eq!(v, Value::Json(Text::from("9007199254740992")));
         assert_eq!(quote(&"x".repeat(100)).len(), 65);
         assert_eq!(quote("it's"), "'it''s'");
     }

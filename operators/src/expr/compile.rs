@@ -369,6 +369,10 @@ impl<'a> Compiler<'a> {
         };
         if let Some((c, sym)) = cmp {
             let (a, b) = self.comparison_pair(l, r, &format!("operator {sym}"))?;
+            let int_like = |t: Option<Type>| matches!(t, Some(Type::Int | Type::Timestamp));
+            if int_like(a.ty) && int_like(b.ty) {
+                return Ok(bool_node(Node::IntCmp(c, a.boxed(), b.boxed())));
+            }
             return Ok(bool_node(Node::Cmp(c, a.boxed(), b.boxed())));
         }
         match op {
@@ -433,6 +437,9 @@ impl<'a> Compiler<'a> {
                 tn(b.ty)
             ));
         };
+        if a.ty == Some(Type::Int) && b.ty == Some(Type::Int) {
+            return Ok(Typed::new(Node::IntArith(op, a.boxed(), b.boxed()), ty));
+        }
         Ok(Typed::new(Node::Arith(op, a.boxed(), b.boxed()), ty))
     }
 

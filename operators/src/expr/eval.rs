@@ -7,8 +7,8 @@
 //! comparisons, logic, `IS`, `IN`, `BETWEEN` and `LIKE` with a literal pattern
 //! do not allocate (a string value is an `Arc`, cloned by reference count).
 
+use crate::value::Text;
 use std::cmp::Ordering;
-use std::sync::Arc;
 
 use super::cast::{self, CastOp};
 use super::func::{self, Func1};
@@ -73,6 +73,11 @@ pub(crate) enum Node {
     Neg(Box<Node>),
     /// `+ - * / %` on numbers and timestamps.
     Arith(ArithOp, Box<Node>, Box<Node>),
+    /// `+ - * / %` where both sides are statically `int`: evaluated on
+    /// `i64`s without building intermediate values.
+    IntArith(ArithOp, Box<Node>, Box<Node>),
+    /// A comparison where both sides are statically `int` or `timestamp`.
+    IntCmp(CmpOp, Box<Node>, Box<Node>),
     /// A comparison; NULL if either side is NULL.
     Cmp(CmpOp, Box<Node>, Box<Node>),
     /// `IS [NOT] DISTINCT FROM`: a null-safe comparison.
@@ -216,6 +221,15 @@ fn cmp3(op: CmpOp, a: &Value, b: &Value) -> Option<bool> {
     }
 }
 
+/// The i64 of an int or timestamp value (None for NULL).
+fn int_of(v: &Value) -> Result<Option<i64>, EvalError> {
+    match v {
+        Value::Int(x) | Value::Ts(x) => Ok(Some(*x)),
+        Value::Null => Ok(None),
+        other => Err(mismatch("an int operation", other)),
+    }
+}
+
 fn overflow() -> EvalError {
     EvalError::new("integer overflow")
 }
@@ -272,6 +286,24 @@ fn arith(op: ArithOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
 }
 
 impl Node {
+    /// Evaluates a node whose static type is `int` or `timestamp` to its
+    /// `i64` (None for NULL), without building intermediate values.
+    fn eval_i64(&self, row: &[Value]) -> Result<Option<i64>, EvalError> {
+        match self {
+            Node::Field(i) => match row.get(*i) {
+                Some(Value::Int(x) | Value::Ts(x)) => Ok(Some(*x)),
+                Some(Value::Null) => Ok(None),
+                _ => self.eval(row).and_then(|v| int_of(&v)),
+            },
+            Node::Const(Value::Int(x) | Value::Ts(x)) => Ok(Some(*x)),
+            Node::IntArith(op, a, b) => match (a.eval_i64(row)?, b.eval_i64(row)?) {
+                (Some(x), Some(y)) => int_arith(*op, x, y).map(Some),
+                _ => Ok(None),
+            },
+            other => other.eval(row).and_then(|v| int_of(&v)),
+        }
+    }
+
     /// Evaluates this node against a row.
     pub(crate) fn eval(&self, row: &[Value]) -> Result<Value, EvalError> {
         match self {
@@ -290,6 +322,11 @@ impl Node {
                 other => Err(mismatch("-", &other)),
             },
             Node::Arith(op, a, b) => arith(*op, &a.eval(row)?, &b.eval(row)?),
+            Node::IntArith(..) => Ok(self.eval_i64(row)?.map_or(Value::Null, Value::Int)),
+            Node::IntCmp(op, a, b) => match (a.eval_i64(row)?, b.eval_i64(row)?) {
+                (Some(x), Some(y)) => Ok(Value::Bool(op.test(x.cmp(&y)))),
+                _ => Ok(Value::Null),
+            },
             Node::Cmp(op, a, b) => Ok(tri(cmp3(*op, &a.eval(row)?, &b.eval(row)?))),
             Node::Distinct {
                 negated,
@@ -451,7 +488,7 @@ impl Node {
                     let mut s = String::with_capacity(x.len() + y.len());
                     s.push_str(&x);
                     s.push_str(&y);
-                    Ok(Value::Str(Arc::from(s)))
+                    Ok(Value::Str(Text::from(s)))
                 }
                 (Value::Str(_), other) | (other, _) => Err(mismatch("||", &other)),
             },

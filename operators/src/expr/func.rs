@@ -2,7 +2,7 @@
 //! and their evaluation. There is deliberately no function that reads the
 //! clock, a random source or the environment.
 
-use std::sync::Arc;
+use crate::value::Text;
 
 use super::compile::{tn, unify, Typed};
 use super::eval::{mismatch, Node};
@@ -176,8 +176,8 @@ pub(crate) fn compile_call(name: &str, mut args: Vec<Typed>) -> Result<Typed, St
 pub(crate) fn call1(f: Func1, v: Value) -> Result<Value, EvalError> {
     Ok(match (f, v) {
         (_, Value::Null) => Value::Null,
-        (Func1::Lower, Value::Str(s)) => Value::Str(Arc::from(s.to_lowercase())),
-        (Func1::Upper, Value::Str(s)) => Value::Str(Arc::from(s.to_uppercase())),
+        (Func1::Lower, Value::Str(s)) => Value::Str(Text::from(s.to_lowercase())),
+        (Func1::Upper, Value::Str(s)) => Value::Str(Text::from(s.to_uppercase())),
         (Func1::Length, Value::Str(s)) => {
             Value::Int(i64::try_from(s.chars().count()).unwrap_or(i64::MAX))
         }
@@ -316,7 +316,7 @@ pub(crate) fn substr(s: Value, start: Value, len: Option<Value>) -> Result<Value
     if begin == 0 && end == s.len() {
         return Ok(Value::Str(s));
     }
-    Ok(Value::Str(Arc::from(&s[begin..end])))
+    Ok(Value::Str(Text::from(&s[begin..end])))
 }
 
 #[cfg(test)]

@@ -144,6 +144,15 @@ impl Expr {
         self.node.eval(row)
     }
 
+    /// The row slot this expression reads, if it is a bare field reference
+    /// (so a caller may move the value instead of evaluating a clone).
+    pub fn as_field(&self) -> Option<usize> {
+        match self.node {
+            eval::Node::Field(i) => Some(i),
+            _ => None,
+        }
+    }
+
     /// Evaluates a filter or route condition: NULL counts as false. Whether
     /// the expression is a bool is the caller's compile-time check (see
     /// [`Expr::ty`] or [`compile_predicate`]).

@@ -1,7 +1,7 @@
 //! Unit tests of the expression compiler and evaluator (the table in
 //! docs/expressions.md, run by tests/expr_table.rs, covers the semantics).
 
-use std::sync::Arc;
+use crate::value::Text;
 
 use proptest::prelude::*;
 
@@ -27,7 +27,7 @@ fn row() -> Vec<Value> {
         Value::Null,
         Value::Bool(true),
         Value::Ts(1_700_000_000_000),
-        Value::Json(Arc::from("{\"a\":1}")),
+        Value::Json(Text::from("{\"a\":1}")),
     ]
 }
 
@@ -392,7 +392,7 @@ fn value_strategy() -> impl Strategy<Value = Value> {
         any::<f64>().prop_map(Value::Float),
         ".{0,6}".prop_map(|s: String| Value::str(&s)),
         any::<i64>().prop_map(Value::Ts),
-        Just(Value::Json(Arc::from("{\"a\":1}"))),
+        Just(Value::Json(Text::from("{\"a\":1}"))),
     ]
 }
 
