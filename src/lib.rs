@@ -20,6 +20,7 @@
 
 pub mod builder;
 pub mod graph;
+pub mod latency;
 pub mod render;
 pub mod runtime;
 pub mod sink;

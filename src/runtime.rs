@@ -23,6 +23,7 @@ use lockstep_operators::value::{Rec, Value};
 
 use crate::graph::spec::OnError;
 use crate::graph::{Graph, Producer, SinkKind, SourceKind};
+use crate::latency::{EpochClock, Histogram};
 use crate::source::reader::{file_parts, FilePart};
 
 /// How to run a job.
@@ -60,20 +61,9 @@ pub struct Shared {
     unconsumed: Mutex<BTreeMap<(Producer, usize), u64>>,
     node_errors: Vec<AtomicU64>,
     /// Wall-clock observations for epoch latency; never read by the dataflow.
-    clock: Mutex<EpochClock>,
+    clock: EpochClock,
     /// Bytes of encoded output that sinks hold for epochs not yet complete.
     stashed: std::sync::atomic::AtomicI64,
-}
-
-/// When each partition's epoch advanced and when each epoch was written:
-/// the raw material of the epoch-latency figure (observation only).
-#[derive(Debug, Default)]
-struct EpochClock {
-    /// Per (source, partition): (when, the partition's new epoch), in order;
-    /// `u64::MAX` when the partition ended.
-    advanced: BTreeMap<(usize, u32), Vec<(Instant, u64)>>,
-    /// Per epoch: when the last writer finished writing it.
-    written: BTreeMap<u64, Instant>,
 }
 
 impl Shared {
@@ -110,41 +100,12 @@ impl Shared {
 
     /// Notes that partition `part` of source `source` moved to `epoch`.
     pub fn partition_advanced(&self, source: usize, part: u32, epoch: u64) {
-        if let Ok(mut c) = self.clock.lock() {
-            c.advanced
-                .entry((source, part))
-                .or_default()
-                .push((Instant::now(), epoch));
-        }
+        self.clock.advanced(source, part, epoch);
     }
 
-    /// Notes that a writer finished writing `epoch`.
+    /// Notes that a sink finished writing `epoch`.
     pub fn epoch_written(&self, epoch: u64) {
-        if let Ok(mut c) = self.clock.lock() {
-            c.written.insert(epoch, Instant::now());
-        }
-    }
-
-    /// For every written epoch: the time from its last input (the moment the
-    /// last partition moved past it) to its output.
-    fn epoch_latencies(&self) -> Vec<Duration> {
-        let Ok(c) = self.clock.lock() else {
-            return Vec::new();
-        };
-        let mut out: Vec<Duration> = c
-            .written
-            .iter()
-            .filter_map(|(&e, &written)| {
-                let closed = c
-                    .advanced
-                    .values()
-                    .filter_map(|steps| steps.iter().find(|(_, to)| *to > e).map(|(t, _)| *t))
-                    .max()?;
-                Some(written.saturating_duration_since(closed))
-            })
-            .collect();
-        out.sort();
-        out
+        self.clock.written(epoch);
     }
 
     /// The written-records counter of sink `i`.
@@ -166,24 +127,16 @@ pub struct RunSummary {
     pub discarded: Vec<(String, u64)>,
     /// Wall-clock time, for the summary line only (it never reaches output).
     pub elapsed: Duration,
-    /// Epoch latencies (last input of an epoch to its output), sorted.
-    pub epoch_latencies: Vec<Duration>,
+    /// Epoch latencies: for each epoch a sink wrote, from the moment the last
+    /// source partition moved past it to the moment the sink finished it.
+    pub epoch_latency: Histogram,
 }
 
 impl RunSummary {
     /// The `q` quantile (0..=1) of epoch latency in milliseconds, if any
     /// epoch was written.
     pub fn epoch_latency_ms(&self, q: f64) -> Option<f64> {
-        if self.epoch_latencies.is_empty() {
-            return None;
-        }
-        #[allow(
-            clippy::cast_precision_loss,
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss
-        )]
-        let i = ((self.epoch_latencies.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
-        Some(self.epoch_latencies[i].as_secs_f64() * 1000.0)
+        self.epoch_latency.quantile_ms(q)
     }
 }
 
@@ -193,8 +146,8 @@ impl fmt::Display for RunSummary {
         if let (Some(p50), Some(p99)) = (self.epoch_latency_ms(0.5), self.epoch_latency_ms(0.99)) {
             write!(
                 f,
-                " ({} epochs written, epoch latency p50 {p50:.1} ms, p99 {p99:.1} ms)",
-                self.epoch_latencies.len()
+                " ({} sink epochs written, epoch latency p50 {p50:.1} ms, p99 {p99:.1} ms)",
+                self.epoch_latency.count()
             )?;
         }
         for (n, r, e) in &self.sources {
@@ -302,7 +255,13 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
         sinks: graph.sinks.iter().map(|_| AtomicU64::new(0)).collect(),
         unconsumed: Mutex::new(BTreeMap::new()),
         node_errors: graph.nodes.iter().map(|_| AtomicU64::new(0)).collect(),
-        clock: Mutex::new(EpochClock::default()),
+        clock: EpochClock::new(
+            graph
+                .sources
+                .iter()
+                .enumerate()
+                .flat_map(|(i, s)| (0..s.kind.partitions()).map(move |p| (i, p))),
+        ),
         stashed: std::sync::atomic::AtomicI64::new(0),
     });
     let workers = opts.workers.max(1);
@@ -375,7 +334,7 @@ fn summary(graph: &Graph, shared: &Shared, elapsed: Duration) -> RunSummary {
             .collect(),
         discarded,
         elapsed,
-        epoch_latencies: shared.epoch_latencies(),
+        epoch_latency: shared.clock.histogram(),
     }
 }
 

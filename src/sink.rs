@@ -185,11 +185,26 @@ fn null_sink<'s>(
     let mut handle = builder.new_input(input, Pipeline);
     let (_out, stream) = builder.new_output::<Vec<()>>();
     builder.build(move |_| {
-        move |_f| {
+        // Epochs seen, reported as "written" once the frontier passes them
+        // (for the epoch-latency figure only).
+        let mut open = std::collections::BTreeSet::new();
+        move |frontiers| {
             let mut n = 0u64;
-            handle.for_each(|_cap, data| n += data.len() as u64);
+            handle.for_each(|cap, data| {
+                n += data.len() as u64;
+                if let Some(&t) = cap.least() {
+                    open.insert(t);
+                }
+            });
             if n > 0 {
                 counter.sink_metrics(idx).fetch_add(n, Ordering::Relaxed);
+            }
+            while let Some(&e) = open.first() {
+                if frontiers[0].less_equal(&e) {
+                    break;
+                }
+                open.pop_first();
+                counter.epoch_written(e);
             }
         }
     });

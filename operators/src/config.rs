@@ -109,7 +109,8 @@ impl fmt::Display for Diag {
     }
 }
 
-fn convert_path(p: &serde_path_to_error::Path) -> Path {
+/// The path serde_path_to_error tracked, as a graph path.
+pub fn convert_path(p: &serde_path_to_error::Path) -> Path {
     use serde_path_to_error::Segment;
     Path(
         p.iter()

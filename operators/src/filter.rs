@@ -8,7 +8,7 @@ use crate::config::{parse_config, Diag, Path};
 use crate::encode::{Encoder, Format};
 use crate::expr::{self, Expr};
 use crate::node::{
-    error_record, stateless, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, ERRORS_PORT,
+    rejected, stateless, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, ERRORS_PORT,
 };
 use crate::value::{errors_schema, Schema, Type};
 
@@ -107,12 +107,7 @@ impl Node for FilterNode {
             move |rec| match cond.eval_predicate(&rec.row) {
                 Ok(true) => Some((0, rec)),
                 Ok(false) => None,
-                Err(e) => {
-                    let mut raw = String::new();
-                    encoder.encode(&rec.row, &mut raw);
-                    raw.pop();
-                    Some((1, error_record(&name, &e.reason, raw, rec.time)))
-                }
+                Err(e) => Some((1, rejected(&name, &e.reason, &encoder, &rec))),
             },
         )
     }

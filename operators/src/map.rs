@@ -9,7 +9,7 @@ use crate::config::{parse_config, Diag, Path};
 use crate::encode::{Encoder, Format};
 use crate::expr::{self, Expr};
 use crate::node::{
-    error_record, stateless, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, ERRORS_PORT,
+    rejected, stateless, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, ERRORS_PORT,
 };
 use crate::value::{errors_schema, Schema, Value};
 
@@ -168,10 +168,7 @@ impl Node for MapNode {
                         match exprs[k].eval(&rec.row) {
                             Ok(v) => computed.push(v),
                             Err(err) => {
-                                let mut raw = String::new();
-                                encoder.encode(&rec.row, &mut raw);
-                                raw.pop();
-                                return Some((1, error_record(&name, &err.reason, raw, rec.time)));
+                                return Some((1, rejected(&name, &err.reason, &encoder, &rec)))
                             }
                         }
                     }

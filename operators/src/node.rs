@@ -16,6 +16,7 @@ use timely::dataflow::{Scope, StreamVec};
 use timely::progress::operate::FrontierInterest;
 
 use crate::config::{Diag, Path};
+use crate::encode::Encoder;
 use crate::value::{Rec, Schema, Text, Value};
 
 /// A stream of records between nodes; the timestamp is the epoch.
@@ -112,11 +113,15 @@ pub fn example_schema() -> Schema {
     ])
 }
 
-/// An `errors` record for a record a node could not process: its name, the
-/// reason, and the record as a JSON line. Keeps the record's event time.
-pub fn error_record(node: &str, reason: &str, raw: String, time: i64) -> Rec {
+/// The `errors` record for a record a node could not process: the node's
+/// name, the reason, and the record as a JSON line (in the input's schema,
+/// through `encoder`). Keeps the record's event time.
+pub fn rejected(node: &str, reason: &str, encoder: &Encoder, rec: &Rec) -> Rec {
+    let mut raw = String::new();
+    encoder.encode(&rec.row, &mut raw);
+    raw.pop();
     Rec {
-        time,
+        time: rec.time,
         row: vec![
             Value::str(node),
             Value::str(reason),

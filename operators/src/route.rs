@@ -10,7 +10,7 @@ use crate::encode::{Encoder, Format};
 use crate::expr::Expr;
 use crate::filter::compile_condition;
 use crate::node::{
-    error_record, stateless, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, ERRORS_PORT,
+    rejected, stateless, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, ERRORS_PORT,
 };
 use crate::value::{errors_schema, Schema};
 
@@ -128,12 +128,7 @@ impl Node for RouteNode {
                     match c.eval_predicate(&rec.row) {
                         Ok(true) => return Some((i, rec)),
                         Ok(false) => {}
-                        Err(e) => {
-                            let mut raw = String::new();
-                            encoder.encode(&rec.row, &mut raw);
-                            raw.pop();
-                            return Some((n + 1, error_record(&name, &e.reason, raw, rec.time)));
-                        }
+                        Err(e) => return Some((n + 1, rejected(&name, &e.reason, &encoder, &rec))),
                     }
                 }
                 Some((n, rec))

@@ -117,7 +117,12 @@ pub fn validate(
 fn parse_json(text: &str, file: &str) -> Result<Json, GraphError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let parsed: Result<Json, (Path, serde_json::Error)> = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| (convert_spte_path(e.path()), e.into_inner()))
+        .map_err(|e| {
+            (
+                lockstep_operators::config::convert_path(e.path()),
+                e.into_inner(),
+            )
+        })
         .and_then(|v| de.end().map(|()| v).map_err(|e| (Path::root(), e)));
     parsed.map_err(|(path, inner)| {
         let msg = inner.to_string();
@@ -213,21 +218,6 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
     })
 }
 
-fn convert_spte_path(p: &serde_path_to_error::Path) -> Path {
-    use serde_path_to_error::Segment;
-    Path(
-        p.iter()
-            .filter_map(|s| match s {
-                Segment::Seq { index } => Some(Seg::Index(*index)),
-                Segment::Map { key } | Segment::Enum { variant: key } => {
-                    Some(Seg::Key(key.clone()))
-                }
-                Segment::Unknown => None,
-            })
-            .collect(),
-    )
-}
-
 /// `"a", "b", "c"`.
 fn quoted(names: &[&str]) -> String {
     names
@@ -262,4 +252,36 @@ fn find_port(ports: &[Port], port: Option<&str>, text: &str) -> Result<usize, St
         "\"{base}\" has no output \"{want}\"{hint}; its outputs: {}",
         names.join(", ")
     ))
+}
+
+/// Splits a source or sink definition into its `type` and the rest of its
+/// config. `what` names the definition ("a source"), `types` the valid types.
+fn split_type(
+    v: &Json,
+    at: &Path,
+    what: &str,
+    types: &[&str],
+    cx: &mut Ctx<'_>,
+) -> Option<(String, Json)> {
+    let Json::Object(obj) = v else {
+        cx.err(
+            at.clone(),
+            format!("{what} is a JSON object with a \"type\""),
+        );
+        return None;
+    };
+    let mut obj = obj.clone();
+    match obj.shift_remove("type") {
+        Some(Json::String(t)) => Some((t, Json::Object(obj))),
+        _ => {
+            cx.err(
+                at.clone(),
+                format!(
+                    "missing field \"type\" (a string); one of {}",
+                    quoted(types)
+                ),
+            );
+            None
+        }
+    }
 }

@@ -12,7 +12,7 @@ use super::super::model::{PortRef, SinkDef, SinkKind};
 use super::super::spec::{FileSinkSpec, NullSinkSpec, StdoutSinkSpec};
 use super::nodes::{Planned, Resolver, Target};
 use super::sources::resolve_path;
-use super::{find_port, quoted, Ctx};
+use super::{find_port, quoted, split_type, Ctx};
 
 const SINK_TYPES: &[&str] = &["file", "stdout", "null", "kafka"];
 
@@ -78,28 +78,7 @@ pub(super) fn check_sink(
 
 /// Parses a sink's type and config.
 fn parse_sink(v: &Json, at: &Path, cx: &mut Ctx<'_>) -> Option<SinkSpec> {
-    let Json::Object(obj) = v else {
-        cx.err(
-            at.clone(),
-            "a sink is a JSON object with a \"type\" and an \"input\"",
-        );
-        return None;
-    };
-    let mut obj = obj.clone();
-    let ty = match obj.shift_remove("type") {
-        Some(Json::String(t)) => t,
-        _ => {
-            cx.err(
-                at.clone(),
-                format!(
-                    "missing field \"type\" (a string); one of {}",
-                    quoted(SINK_TYPES)
-                ),
-            );
-            return None;
-        }
-    };
-    let rest = Json::Object(obj);
+    let (ty, rest) = split_type(v, at, "a sink", SINK_TYPES, cx)?;
     let parsed = match ty.as_str() {
         "file" => parse_config::<FileSinkSpec>(rest).map(SinkSpec::File),
         "stdout" => parse_config::<StdoutSinkSpec>(rest).map(SinkSpec::Stdout),

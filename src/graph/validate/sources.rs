@@ -14,7 +14,7 @@ use super::super::model::{SourceDef, SourceKind};
 use super::super::spec::{
     EventTimeSpec, FieldGen, FileSourceSpec, GeneratorSpec, NexmarkSpec, OnError, StdinSourceSpec,
 };
-use super::{quoted, Ctx};
+use super::{quoted, split_type, Ctx};
 use crate::source::nexmark_schema;
 
 const SOURCE_TYPES: &[&str] = &["file", "stdin", "generator", "nexmark", "kafka"];
@@ -35,25 +35,7 @@ pub(super) fn check_source(
     cx: &mut Ctx<'_>,
 ) -> Option<SourceDef> {
     let at = Path::of(&["sources", name]);
-    let Json::Object(obj) = v else {
-        cx.err(at, "a source is a JSON object with a \"type\"");
-        return None;
-    };
-    let mut obj = obj.clone();
-    let ty = match obj.shift_remove("type") {
-        Some(Json::String(t)) => t,
-        _ => {
-            cx.err(
-                at,
-                format!(
-                    "missing field \"type\" (a string); one of {}",
-                    quoted(SOURCE_TYPES)
-                ),
-            );
-            return None;
-        }
-    };
-    let rest = Json::Object(obj);
+    let (ty, rest) = split_type(v, &at, "a source", SOURCE_TYPES, cx)?;
     let parts = match ty.as_str() {
         "file" => file_source(rest, &at, cx),
         "stdin" => stdin_source(rest, &at, cx),
