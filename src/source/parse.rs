@@ -64,20 +64,24 @@ impl<'de> Visitor<'de> for RowVisitor<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
         let n = self.schema.len();
         let mut row: Row = vec![Value::Null; n];
-        let mut seen = vec![false; n];
+        let mut seen = Seen::new(n);
         let mut other_keys: Vec<String> = Vec::new();
+        // Objects usually list their keys in schema order: try the field after
+        // the last one matched before scanning.
+        let mut next = 0;
         while let Some(key) = map.next_key_seed(KeySeed {
             schema: self.schema,
+            guess: next,
         })? {
             match key {
                 Key::Field(i) => {
-                    if seen[i] {
+                    if seen.insert(i) {
                         return Err(de::Error::custom(format_args!(
                             "duplicate key \"{}\"",
                             self.schema.fields()[i].name
                         )));
                     }
-                    seen[i] = true;
+                    next = i + 1;
                     let f = &self.schema.fields()[i];
                     row[i] = map.next_value_seed(ValueSeed {
                         ty: f.ty,
@@ -97,6 +101,36 @@ impl<'de> Visitor<'de> for RowVisitor<'_> {
     }
 }
 
+/// Which schema fields a record has set: a bit mask, or a vector for wide
+/// schemas.
+enum Seen {
+    Bits(u64),
+    Wide(Vec<bool>),
+}
+
+impl Seen {
+    fn new(n: usize) -> Seen {
+        if n <= 64 {
+            Seen::Bits(0)
+        } else {
+            Seen::Wide(vec![false; n])
+        }
+    }
+
+    /// Marks field `i`; returns whether it was already marked.
+    fn insert(&mut self, i: usize) -> bool {
+        match self {
+            Seen::Bits(b) => {
+                let bit = 1u64 << i;
+                let was = *b & bit != 0;
+                *b |= bit;
+                was
+            }
+            Seen::Wide(v) => std::mem::replace(&mut v[i], true),
+        }
+    }
+}
+
 enum Key {
     Field(usize),
     Other(String),
@@ -104,6 +138,8 @@ enum Key {
 
 struct KeySeed<'a> {
     schema: &'a Schema,
+    /// The field this key most likely is.
+    guess: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
@@ -119,6 +155,14 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
         f.write_str("a field name")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+        if self
+            .schema
+            .fields()
+            .get(self.guess)
+            .is_some_and(|f| f.name == v)
+        {
+            return Ok(Key::Field(self.guess));
+        }
         Ok(match self.schema.index_of(v) {
             Some(i) => Key::Field(i),
             None => Key::Other(v.to_string()),
