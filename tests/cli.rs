@@ -12,4 +12,5 @@ mod cli {
     mod nexmark;
     mod props;
     mod records;
+    mod robust;
 }

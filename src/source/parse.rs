@@ -451,6 +451,20 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_keys_are_caught_in_wide_schemas_too() {
+        let wide = Schema::new((0..70).map(|i| (format!("f{i}"), Type::Int)));
+        assert!(parse_jsonl(r#"{"f69":1,"f3":2}"#, &wide).is_ok());
+        let err = parse_jsonl(r#"{"f69":1,"f3":2,"f69":3}"#, &wide).unwrap_err();
+        assert!(err.contains("duplicate key \"f69\""), "{err}");
+        // Keys out of schema order are found too.
+        let row = parse_jsonl(r#"{"f5":5,"f1":1}"#, &wide).unwrap();
+        assert_eq!(
+            (row[1].clone(), row[5].clone()),
+            (Value::Int(1), Value::Int(5))
+        );
+    }
+
+    #[test]
     fn csv_rules() {
         let s = schema();
         let h = CsvHeader::parse("s,i,unused,f", &s).unwrap();
