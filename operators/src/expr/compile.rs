@@ -371,6 +371,9 @@ impl<'a> Compiler<'a> {
             let (a, b) = self.comparison_pair(l, r, &format!("operator {sym}"))?;
             let int_like = |t: Option<Type>| matches!(t, Some(Type::Int | Type::Timestamp));
             if int_like(a.ty) && int_like(b.ty) {
+                if let Node::Const(Value::Int(k) | Value::Ts(k)) = b.node {
+                    return Ok(bool_node(Node::IntCmpK(c, a.boxed(), k)));
+                }
                 return Ok(bool_node(Node::IntCmp(c, a.boxed(), b.boxed())));
             }
             return Ok(bool_node(Node::Cmp(c, a.boxed(), b.boxed())));
@@ -438,6 +441,9 @@ impl<'a> Compiler<'a> {
             ));
         };
         if a.ty == Some(Type::Int) && b.ty == Some(Type::Int) {
+            if let Node::Const(Value::Int(k)) = b.node {
+                return Ok(Typed::new(Node::IntArithK(op, a.boxed(), k), ty));
+            }
             return Ok(Typed::new(Node::IntArith(op, a.boxed(), b.boxed()), ty));
         }
         Ok(Typed::new(Node::Arith(op, a.boxed(), b.boxed()), ty))

@@ -78,6 +78,10 @@ pub(crate) enum Node {
     IntArith(ArithOp, Box<Node>, Box<Node>),
     /// A comparison where both sides are statically `int` or `timestamp`.
     IntCmp(CmpOp, Box<Node>, Box<Node>),
+    /// [`Node::IntArith`] with a constant right operand (`price * 908`).
+    IntArithK(ArithOp, Box<Node>, i64),
+    /// [`Node::IntCmp`] with a constant right operand (`x % 123 = 0`).
+    IntCmpK(CmpOp, Box<Node>, i64),
     /// A comparison; NULL if either side is NULL.
     Cmp(CmpOp, Box<Node>, Box<Node>),
     /// `IS [NOT] DISTINCT FROM`: a null-safe comparison.
@@ -300,6 +304,10 @@ impl Node {
                 (Some(x), Some(y)) => int_arith(*op, x, y).map(Some),
                 _ => Ok(None),
             },
+            Node::IntArithK(op, a, k) => match a.eval_i64(row)? {
+                Some(x) => int_arith(*op, x, *k).map(Some),
+                None => Ok(None),
+            },
             other => other.eval(row).and_then(|v| int_of(&v)),
         }
     }
@@ -322,7 +330,12 @@ impl Node {
                 other => Err(mismatch("-", &other)),
             },
             Node::Arith(op, a, b) => arith(*op, &a.eval(row)?, &b.eval(row)?),
-            Node::IntArith(..) => Ok(self.eval_i64(row)?.map_or(Value::Null, Value::Int)),
+            Node::IntArith(..) | Node::IntArithK(..) => {
+                Ok(self.eval_i64(row)?.map_or(Value::Null, Value::Int))
+            }
+            Node::IntCmpK(op, a, k) => Ok(a
+                .eval_i64(row)?
+                .map_or(Value::Null, |x| Value::Bool(op.test(x.cmp(k))))),
             Node::IntCmp(op, a, b) => match (a.eval_i64(row)?, b.eval_i64(row)?) {
                 (Some(x), Some(y)) => Ok(Value::Bool(op.test(x.cmp(&y)))),
                 _ => Ok(Value::Null),
