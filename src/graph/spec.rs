@@ -58,9 +58,8 @@ pub struct FileSourceSpec {
     pub paths: Option<Vec<String>>,
     /// Read the one `path` as this many byte ranges, each a partition.
     pub split: Option<u32>,
-    /// `jsonl` (default) or `csv`.
-    #[serde(default = "jsonl")]
-    pub format: Format,
+    /// `jsonl` or `csv`; default: `csv` for a `.csv` file, else `jsonl`.
+    pub format: Option<Format>,
     /// Field name → type, in order.
     pub schema: IndexMap<String, String>,
     /// Where event time comes from.
@@ -72,6 +71,19 @@ pub struct FileSourceSpec {
 
 fn jsonl() -> Format {
     Format::Jsonl
+}
+
+/// The format a file's name implies when the graph gives none: `csv` for a
+/// `.csv` extension (any case), else `jsonl`.
+pub fn format_for_path(path: &str) -> Format {
+    let is_csv = std::path::Path::new(path)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if is_csv {
+        Format::Csv
+    } else {
+        Format::Jsonl
+    }
 }
 
 /// A `stdin` source.
@@ -218,9 +230,8 @@ pub struct FileSinkSpec {
     pub input: String,
     /// The output file (with `partitions`, see docs for the names).
     pub path: String,
-    /// `jsonl` (default) or `csv`.
-    #[serde(default = "jsonl")]
-    pub format: Format,
+    /// `jsonl` or `csv`; default: `csv` for a `.csv` path, else `jsonl`.
+    pub format: Option<Format>,
     /// Fields that order records within an epoch (default: all, in order).
     pub order_by: Option<Vec<String>>,
     /// Write this many files, choosing each record's file by key hash.

@@ -209,7 +209,7 @@ fn an_empty_input_gives_empty_outputs() {
     let tmp = tempdir();
     let g = graph("", PASS).replace(
         "\"path\": \"bad.jsonl\"",
-        "\"path\": \"bad.csv\", \"format\": \"csv\"",
+        "\"path\": \"bad.csv\"", // no "format": a .csv path is written as CSV
     );
     write(tmp.path(), "graph.json", &g);
     write(tmp.path(), "in.jsonl", "");
@@ -228,7 +228,7 @@ fn csv_input_follows_rfc_4180() {
     let tmp = tempdir();
     let g = graph("", PASS).replace(
         "\"path\": \"in.jsonl\"",
-        "\"path\": \"in.csv\", \"format\": \"csv\"",
+        "\"path\": \"in.csv\"", // no "format": a .csv file is read as CSV
     );
     write(tmp.path(), "graph.json", &g);
     write(

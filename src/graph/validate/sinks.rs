@@ -9,7 +9,7 @@ use lockstep_operators::suggest;
 use lockstep_operators::value::Schema;
 
 use super::super::model::{PortRef, SinkDef, SinkKind};
-use super::super::spec::{FileSinkSpec, NullSinkSpec, StdoutSinkSpec};
+use super::super::spec::{format_for_path, FileSinkSpec, NullSinkSpec, StdoutSinkSpec};
 use super::nodes::{Planned, Resolver, Target};
 use super::sources::resolve_path;
 use super::{find_port, quoted, split_type, Ctx};
@@ -139,7 +139,7 @@ fn sink_kind(spec: SinkSpec, schema: &Schema, at: &Path, cx: &mut Ctx<'_>) -> Si
             };
             SinkKind::File {
                 paths,
-                format: s.format,
+                format: s.format.unwrap_or_else(|| format_for_path(&s.path)),
                 order_by,
                 key,
             }

@@ -12,7 +12,8 @@ use lockstep_operators::value::{errors_schema, Schema, Type};
 
 use super::super::model::{SourceDef, SourceKind};
 use super::super::spec::{
-    EventTimeSpec, FieldGen, FileSourceSpec, GeneratorSpec, NexmarkSpec, OnError, StdinSourceSpec,
+    format_for_path, EventTimeSpec, FieldGen, FileSourceSpec, GeneratorSpec, NexmarkSpec, OnError,
+    StdinSourceSpec,
 };
 use super::{quoted, split_type, Ctx};
 use crate::source::nexmark_schema;
@@ -122,7 +123,14 @@ fn file_source(rest: Json, at: &Path, cx: &mut Ctx<'_>) -> Option<SourceParts> {
         kind: SourceKind::File {
             files,
             split: s.split,
-            format: s.format,
+            format: s.format.unwrap_or_else(|| {
+                format_for_path(
+                    s.path
+                        .as_deref()
+                        .or_else(|| s.paths.as_ref().and_then(|p| p.first()).map(String::as_str))
+                        .unwrap_or(""),
+                )
+            }),
         },
         schema,
         event_time: s.event_time,
