@@ -43,6 +43,24 @@ fn edge(g: &Graph, r: &PortRef, to: &str) -> Edge {
     }
 }
 
+/// A name inside a double-quoted dot or Mermaid string.
+fn quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// A Mermaid node id: the name when it is plain (letters, digits, `_`, `-`),
+/// else `n` and its position, since ids may not hold other characters.
+fn mermaid_id(name: &str, i: usize) -> String {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        name.to_string()
+    } else {
+        format!("n{i}")
+    }
+}
+
 /// Renders the graph: nodes in declaration order (sources, nodes, sinks),
 /// edges labelled with their port when it is not the main output.
 pub fn render(g: &Graph, format: GraphFormat) -> String {
@@ -80,8 +98,12 @@ pub fn render(g: &Graph, format: GraphFormat) -> String {
     let mut out = String::new();
     match format {
         GraphFormat::Dot => {
-            out.push_str(&format!("digraph \"{}\" {{\n  rankdir=LR;\n", g.name));
+            out.push_str(&format!(
+                "digraph \"{}\" {{\n  rankdir=LR;\n",
+                quote(&g.name)
+            ));
             for (id, label, kind) in &vertices {
+                let (id, label) = (quote(id), quote(label).replace("\\\\n", "\\n"));
                 let shape = match *kind {
                     "source" => "invhouse",
                     "sink" => "house",
@@ -90,12 +112,13 @@ pub fn render(g: &Graph, format: GraphFormat) -> String {
                 out.push_str(&format!("  \"{id}\" [label=\"{label}\", shape={shape}];\n"));
             }
             for e in &edges {
+                let (from, to) = (quote(&e.from), quote(&e.to));
                 if e.label.is_empty() {
-                    out.push_str(&format!("  \"{}\" -> \"{}\";\n", e.from, e.to));
+                    out.push_str(&format!("  \"{from}\" -> \"{to}\";\n"));
                 } else {
                     out.push_str(&format!(
-                        "  \"{}\" -> \"{}\" [label=\"{}\"];\n",
-                        e.from, e.to, e.label
+                        "  \"{from}\" -> \"{to}\" [label=\"{}\"];\n",
+                        quote(&e.label)
                     ));
                 }
             }
@@ -103,8 +126,15 @@ pub fn render(g: &Graph, format: GraphFormat) -> String {
         }
         GraphFormat::Mermaid => {
             out.push_str("flowchart LR\n");
-            for (id, label, kind) in &vertices {
-                let label = label.replace("\\n", "<br/>");
+            let ids: std::collections::BTreeMap<&str, String> = vertices
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _, _))| (name.as_str(), mermaid_id(name, i)))
+                .collect();
+            let id_of = |name: &str| ids.get(name).cloned().unwrap_or_default();
+            for (name, label, kind) in &vertices {
+                let id = id_of(name);
+                let label = label.replace('"', "#quot;").replace("\\n", "<br/>");
                 let (l, r) = match *kind {
                     "source" => ("[/", "/]"),
                     "sink" => ("[\\", "\\]"),
@@ -113,13 +143,45 @@ pub fn render(g: &Graph, format: GraphFormat) -> String {
                 out.push_str(&format!("  {id}{l}\"{label}\"{r}\n"));
             }
             for e in &edges {
+                let (from, to) = (id_of(&e.from), id_of(&e.to));
                 if e.label.is_empty() {
-                    out.push_str(&format!("  {} --> {}\n", e.from, e.to));
+                    out.push_str(&format!("  {from} --> {to}\n"));
                 } else {
-                    out.push_str(&format!("  {} -->|{}| {}\n", e.from, e.label, e.to));
+                    out.push_str(&format!(
+                        "  {from} -->|{}| {to}\n",
+                        e.label.replace('"', "#quot;")
+                    ));
                 }
             }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_with_quotes_are_escaped() {
+        let g = crate::GraphBuilder::new("q\"job")
+            .source(
+                "s\"x",
+                json!({"type": "generator", "count": 1, "fields": {"n": {"sequence": {}}}}),
+            )
+            .sink("o", json!({"type": "null", "input": "s\"x"}))
+            .build(&crate::Registry::builtin())
+            .expect("valid");
+        let dot = render(&g, GraphFormat::Dot);
+        assert!(dot.contains(r#"digraph "q\"job""#), "{dot}");
+        assert!(
+            dot.contains(r#""s\"x" [label="s\"x\ngenerator", shape=invhouse];"#),
+            "{dot}"
+        );
+        assert!(dot.contains(r#""s\"x" -> "o";"#), "{dot}");
+        let mm = render(&g, GraphFormat::Mermaid);
+        assert!(mm.contains(r#"n0[/"s#quot;x<br/>generator"/]"#), "{mm}");
+        assert!(mm.contains("n0 --> o"), "{mm}");
+    }
 }

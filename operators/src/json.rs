@@ -12,13 +12,81 @@ pub fn canonical(v: &Json) -> String {
     out
 }
 
-/// Parses JSON text and returns its canonical text, or serde_json's message.
+/// Parses JSON text and returns its canonical text, or the reason it is not
+/// one JSON value (duplicate object keys included: RFC 8785 works on I-JSON,
+/// which forbids them).
 ///
 /// # Errors
 /// When `text` is not one JSON value.
 pub fn canonicalize(text: &str) -> Result<String, String> {
-    let v: Json = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    Ok(canonical(&v))
+    let v: StrictJson = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    Ok(canonical(&v.0))
+}
+
+/// A JSON value deserialized with duplicate object keys refused at any depth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrictJson(pub Json);
+
+impl<'de> serde::Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictJson)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Json;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+        Ok(Json::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+        Ok(Json::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+        Ok(Json::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+        Ok(Json::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Json, E> {
+        Ok(Json::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_none<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Json, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictJson(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key \"{key}\" in a json value"
+                )));
+            }
+            let StrictJson(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Json::Object(out))
+    }
 }
 
 fn write_canonical(v: &Json, out: &mut String) {
@@ -198,5 +266,16 @@ mod tests {
         );
         assert_eq!(canonicalize("\"\\u0001é\"").unwrap(), "\"\\u0001é\"");
         assert!(canonicalize("{").is_err());
+        assert!(canonicalize(r#"{"a":1,"a":2}"#)
+            .unwrap_err()
+            .contains("duplicate key"));
+        assert!(canonicalize(r#"[{"x":{"y":1,"y":1}}]"#)
+            .unwrap_err()
+            .contains("duplicate key"));
+        // Floats are read to the nearest double (serde_json's float_roundtrip).
+        assert_eq!(
+            canonicalize("-987.1298918377533").unwrap(),
+            "-987.1298918377533"
+        );
     }
 }

@@ -188,7 +188,7 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
     type Value = Value;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         if self.ty == Type::Json {
-            let v: serde_json::Value = serde::Deserialize::deserialize(d)?;
+            let json::StrictJson(v) = serde::Deserialize::deserialize(d)?;
             return Ok(if v.is_null() {
                 Value::Null
             } else {
@@ -240,6 +240,10 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         match self.ty {
             Type::Float => Ok(Value::Float(v)),
+            // serde_json reads the integer literal `-0` as the float -0.0 (and
+            // cannot tell it from `-0.0`): both are 0.
+            Type::Int if v == 0.0 && v.is_sign_negative() => Ok(Value::Int(0)),
+            Type::Timestamp if v == 0.0 && v.is_sign_negative() => Ok(Value::Ts(0)),
             Type::Int | Type::Timestamp if v.fract() == 0.0 && v.abs() >= 9.2e18 => {
                 Err(E::custom(format_args!(
                     "field \"{}\": {v} is out of range for an int (64-bit)",
@@ -355,8 +359,32 @@ pub fn split_csv(record: &str) -> Result<Vec<(String, bool)>, String> {
 
 /// Whether a partial CSV record ends inside a quoted field (so the next line
 /// continues it).
+///
+/// Only a quote at the start of a field opens a quoted field (RFC 4180); a
+/// stray quote inside an unquoted field does not, so it cannot swallow the
+/// lines after it (the record is rejected when it is split).
 pub fn csv_open_quote(text: &str) -> bool {
-    text.bytes().filter(|&b| b == b'"').count() % 2 == 1
+    let mut quoted = false;
+    let mut at_field_start = true;
+    let mut bytes = text.bytes().peekable();
+    while let Some(b) = bytes.next() {
+        if quoted {
+            if b == b'"' {
+                if bytes.peek() == Some(&b'"') {
+                    bytes.next();
+                } else {
+                    quoted = false;
+                }
+            }
+        } else if b == b',' {
+            at_field_start = true;
+            continue;
+        } else if b == b'"' && at_field_start {
+            quoted = true;
+        }
+        at_field_start = false;
+    }
+    quoted
 }
 
 /// Maps a CSV header onto a schema: for each column, the schema field it fills.
@@ -447,6 +475,10 @@ mod tests {
         );
         assert!(err(r#"{"i":99999999999999999999}"#).contains("out of range"));
         assert!(err(r#"{"t":"yesterday"}"#).contains("RFC 3339"));
+        assert!(err(r#"{"j":{"a":1,"a":2}}"#).contains("duplicate key \"a\" in a json value"));
+        let row = parse_jsonl(r#"{"f":-987.1298918377533,"i":-0}"#, &s).unwrap();
+        assert_eq!(row[1], Value::Float(-987.129_891_837_753_3));
+        assert_eq!(row[0], Value::Int(0));
         assert!(err("").contains("EOF"), "{}", err(""));
     }
 
@@ -484,5 +516,10 @@ mod tests {
         assert!(h.parse_record("a\"b,1,x,1", &s).is_err());
         assert!(CsvHeader::parse("i,i", &s).is_err());
         assert!(csv_open_quote("\"abc"));
+        assert!(csv_open_quote("1,\"a\"\"b"));
+        assert!(!csv_open_quote("1,\"a\"\"b\""));
+        // A stray quote inside an unquoted field opens nothing.
+        assert!(!csv_open_quote("1,a\"b"));
+        assert!(csv_open_quote("1,a\"b,\"c"));
     }
 }

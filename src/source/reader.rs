@@ -92,6 +92,8 @@ pub struct TextReader {
     schema: Schema,
     format: Format,
     csv: Option<CsvHeader>,
+    /// Why the CSV header could not be used: every record is rejected with it.
+    header_error: Option<String>,
     /// Byte position of the next unread byte.
     pos: u64,
     end: Option<u64>,
@@ -127,6 +129,7 @@ impl TextReader {
             schema: schema.clone(),
             format,
             csv: None,
+            header_error: None,
             pos: start,
             end: part.end,
             line: (start == 0).then_some(1),
@@ -140,8 +143,12 @@ impl TextReader {
             let mut head = BufReader::new(File::open(&part.path)?);
             let mut line = Vec::new();
             head.read_until(b'\n', &mut line)?;
-            let text = String::from_utf8_lossy(strip_eol(&line)).into_owned();
-            reader.csv = CsvHeader::parse(&text, schema).ok();
+            let line = line.strip_prefix(BOM).unwrap_or(&line);
+            let text = String::from_utf8_lossy(strip_eol(line)).into_owned();
+            match CsvHeader::parse(&text, schema) {
+                Ok(h) => reader.csv = Some(h),
+                Err(reason) => reader.header_error = Some(format!("bad CSV header: {reason}")),
+            }
         }
         Ok(reader)
     }
@@ -157,6 +164,7 @@ impl TextReader {
             schema: schema.clone(),
             format,
             csv: None,
+            header_error: None,
             pos: 0,
             end: None,
             line: Some(1),
@@ -201,22 +209,29 @@ fn count_lines(path: &FsPath, upto: u64) -> std::io::Result<u64> {
     }
 }
 
+/// The UTF-8 byte order mark, skipped at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 impl PartitionReader for TextReader {
     fn next_item(&mut self) -> std::io::Result<Option<Item>> {
         loop {
             let first = self.lines_read;
+            let at_file_start = self.pos == 0;
             if !self.read_line()? {
                 return Ok(None);
             }
             self.lines_read += 1;
-            let text = match std::str::from_utf8(strip_eol(&self.buf)) {
-                Ok(t) => t,
-                Err(e) => {
-                    let raw = String::from_utf8_lossy(strip_eol(&self.buf)).into_owned();
-                    return Ok(Some(self.bad(raw, format!("invalid UTF-8: {e}"), first)));
-                }
-            };
+            if at_file_start && self.buf.starts_with(BOM) {
+                self.buf.drain(..BOM.len());
+            }
             if self.format == Format::Jsonl {
+                let text = match std::str::from_utf8(strip_eol(&self.buf)) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let raw = String::from_utf8_lossy(strip_eol(&self.buf)).into_owned();
+                        return Ok(Some(self.bad(raw, format!("invalid UTF-8: {e}"), first)));
+                    }
+                };
                 let parsed = parse_jsonl(text, &self.schema);
                 return Ok(Some(match parsed {
                     Ok(row) => Item::Row(row),
@@ -231,18 +246,29 @@ impl PartitionReader for TextReader {
                     }
                 }));
             }
-            let mut record = text.to_string();
-            while csv_open_quote(&record) {
-                // A quoted field spans lines: read on, even past the range end.
-                self.buf.clear();
-                let n = self.input.read_until(b'\n', &mut self.buf)?;
+            // CSV: a record whose quoted field spans lines reads on, even past
+            // the range end, keeping the line ends inside the field as they are.
+            let mut bytes = std::mem::take(&mut self.buf);
+            while open_quote(strip_eol(&bytes)) {
+                let mut next = Vec::new();
+                let n = self.input.read_until(b'\n', &mut next)?;
                 if n == 0 {
                     break;
                 }
                 self.pos += n as u64;
                 self.lines_read += 1;
-                record.push('\n');
-                record.push_str(&String::from_utf8_lossy(strip_eol(&self.buf)));
+                bytes.extend_from_slice(&next);
+            }
+            let record = match std::str::from_utf8(strip_eol(&bytes)) {
+                Ok(t) => t.to_string(),
+                Err(e) => {
+                    let raw = String::from_utf8_lossy(strip_eol(&bytes)).into_owned();
+                    return Ok(Some(self.bad(raw, format!("invalid UTF-8: {e}"), first)));
+                }
+            };
+            if let Some(reason) = &self.header_error {
+                let reason = format!("no usable CSV header ({reason}); fix the file's first line");
+                return Ok(Some(self.bad(record, reason, first)));
             }
             let Some(header) = &self.csv else {
                 match CsvHeader::parse(&record, &self.schema) {
@@ -251,11 +277,9 @@ impl PartitionReader for TextReader {
                         continue;
                     }
                     Err(reason) => {
-                        return Ok(Some(self.bad(
-                            record,
-                            format!("bad CSV header: {reason}"),
-                            first,
-                        )))
+                        let reason = format!("bad CSV header: {reason}");
+                        self.header_error = Some(reason.clone());
+                        return Ok(Some(self.bad(record, reason, first)));
                     }
                 }
             };
@@ -265,6 +289,11 @@ impl PartitionReader for TextReader {
             }));
         }
     }
+}
+
+/// Whether CSV bytes end inside a quoted field (invalid UTF-8 ends the record).
+fn open_quote(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(csv_open_quote)
 }
 
 impl TextReader {
@@ -354,9 +383,13 @@ fn gen_value(g: &FieldGen, seed: u64, f: usize, i: u64) -> Value {
         }
         FieldGen::Step { values, every } => {
             let v = &values[((i / every) % values.len() as u64) as usize];
+            // The field is `int` only when every value is an integer; a mix
+            // of integers and fractions is a `float` field.
             match v {
                 serde_json::Value::String(s) => Value::str(s),
-                n if n.is_i64() => Value::Int(n.as_i64().unwrap_or(0)),
+                n if values.iter().all(serde_json::Value::is_i64) => {
+                    Value::Int(n.as_i64().unwrap_or(0))
+                }
                 n => Value::Float(n.as_f64().unwrap_or(0.0)),
             }
         }
@@ -474,5 +507,38 @@ impl PartitionReader for NexmarkReader {
             None => return Ok(None),
         };
         Ok(Some(Item::Row(row)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_values_take_the_field_type() {
+        let ints: FieldGen = serde_json::from_str(r#"{"step": {"values": [1, 2]}}"#).expect("spec");
+        let mixed: FieldGen =
+            serde_json::from_str(r#"{"step": {"values": [1, 2.5]}}"#).expect("spec");
+        assert_eq!(gen_value(&ints, 0, 0, 0), Value::Int(1));
+        // A mix of integers and fractions is a float field: 1 is 1.0.
+        assert!(matches!(gen_value(&mixed, 0, 0, 0), Value::Float(f) if f == 1.0));
+        assert!(matches!(gen_value(&mixed, 0, 0, 1), Value::Float(f) if f == 2.5));
+    }
+
+    #[test]
+    fn generator_patterns_are_pure_functions_of_seed_and_number() {
+        let r: FieldGen =
+            serde_json::from_str(r#"{"random": {"min": -3, "max": 3}}"#).expect("spec");
+        for i in 0..1000 {
+            let v = gen_value(&r, 7, 2, i);
+            assert_eq!(v, gen_value(&r, 7, 2, i));
+            assert!(matches!(v, Value::Int(x) if (-3..=3).contains(&x)));
+        }
+        let seq: FieldGen =
+            serde_json::from_str(r#"{"sequence": {"start": 10, "step": -2}}"#).expect("spec");
+        assert_eq!(gen_value(&seq, 0, 0, 3), Value::Int(4));
+        let sine: FieldGen =
+            serde_json::from_str(r#"{"sine": {"period": 4, "amplitude": 2}}"#).expect("spec");
+        assert!(matches!(gen_value(&sine, 0, 0, 1), Value::Float(f) if (f - 2.0).abs() < 1e-12));
     }
 }

@@ -268,3 +268,73 @@ fn stdin_to_stdout() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "s,n2\r\na!,2\r\nb!,6\r\nc!,4\r\n");
 }
+
+#[test]
+fn csv_edge_cases_lose_no_records() {
+    let tmp = tempdir();
+    let g = r#"{"version": 1, "time": {"epoch_records": 100},
+      "sources": {"in": {"type": "file", "path": "in.csv", "schema": {"k": "int", "s": "string"}}},
+      "sinks": {"out": {"type": "file", "input": "in", "path": "out.jsonl", "order_by": ["k"]},
+                "bad": {"type": "file", "input": "in.errors", "path": "bad.jsonl"}}}"#;
+    write(tmp.path(), "graph.json", g);
+    // A byte order mark, a stray quote inside an unquoted field (rejected,
+    // without swallowing the lines after it), and a CRLF kept inside a quoted
+    // field.
+    let mut input = b"\xEF\xBB\xBFk,s\r\n1,a\"b\r\n2,ok\r\n3,\"x\r\ny\"\r\n".to_vec();
+    input.extend_from_slice(b"4,\"bad \xff byte\n\"\n");
+    std::fs::write(tmp.path().join("in.csv"), input).expect("write");
+    run_ok(tmp.path(), &["run", "graph.json"]);
+    assert_eq!(
+        read_text(&tmp.path().join("out.jsonl")),
+        "{\"k\":2,\"s\":\"ok\"}\n{\"k\":3,\"s\":\"x\\r\\ny\"}\n"
+    );
+    let bad = read_text(&tmp.path().join("bad.jsonl"));
+    // Invalid UTF-8 ends a record where it stands: the line after it is
+    // rejected on its own, so nothing is lost or merged silently.
+    assert_eq!(bad.lines().count(), 3, "{bad}");
+    assert!(
+        bad.contains("a quote inside an unquoted field") && bad.contains("\"line\":2}"),
+        "{bad}"
+    );
+    assert!(
+        bad.contains("invalid UTF-8") && bad.contains("\"line\":6}"),
+        "{bad}"
+    );
+    assert!(
+        bad.contains("unterminated quoted field") && bad.contains("\"line\":7}"),
+        "{bad}"
+    );
+
+    // A header that cannot be used: every record is rejected, none is read
+    // as a header or as data.
+    write(tmp.path(), "in.csv", "k,s,k\n1,a,2\n3,b,4\n");
+    run_ok(tmp.path(), &["run", "graph.json"]);
+    assert_eq!(read_text(&tmp.path().join("out.jsonl")), "");
+    let bad = read_text(&tmp.path().join("bad.jsonl"));
+    assert_eq!(bad.lines().count(), 3, "{bad}");
+    assert!(bad.contains("no usable CSV header"), "{bad}");
+}
+
+#[test]
+fn a_sink_cannot_overwrite_an_input_through_a_symlink() {
+    let tmp = tempdir();
+    write(tmp.path(), "in.jsonl", "{\"user\":\"a\",\"ts\":1}\n");
+    std::os::unix::fs::symlink(tmp.path().join("in.jsonl"), tmp.path().join("link.jsonl"))
+        .expect("symlink");
+    write(
+        tmp.path(),
+        "graph.json",
+        &graph("", PASS).replace("\"path\": \"bad.jsonl\"", "\"path\": \"link.jsonl\""),
+    );
+    let r = lockstep(tmp.path(), &["run", "graph.json"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("link.jsonl is read by source \"in\""),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        read_text(&tmp.path().join("in.jsonl")),
+        "{\"user\":\"a\",\"ts\":1}\n"
+    );
+}

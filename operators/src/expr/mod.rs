@@ -251,9 +251,17 @@ fn parse(src: &str) -> Result<sqlparser::ast::Expr, ExprError> {
         )));
     }
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
-    let e = parser
-        .parse_expr()
-        .map_err(|e| ExprError::new(parser_message(&e.to_string())))?;
+    let e = parser.parse_expr().map_err(|e| {
+        let msg = e.to_string();
+        if msg.contains("recursion limit exceeded") {
+            ExprError::new(
+                "expression is nested too deeply (the SQL parser allows about 50 levels of \
+                     parentheses, operators or function calls); split it across two map nodes",
+            )
+        } else {
+            ExprError::new(parser_message(&msg))
+        }
+    })?;
     let next = parser.peek_token();
     if next.token != Token::EOF {
         return Err(ExprError::new(format!(

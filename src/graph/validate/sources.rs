@@ -194,7 +194,7 @@ fn generator_schema(s: &GeneratorSpec, at: &Path, cx: &mut Ctx<'_>) -> Option<Sc
     let mut fields = Vec::new();
     let before = cx.diags.len();
     for (name, g) in &s.fields {
-        let ty = field_type(g, &at.key("fields").key(name), cx);
+        let ty = field_type(g, s.count, &at.key("fields").key(name), cx);
         fields.push((name.clone(), ty));
     }
     (cx.diags.len() == before).then(|| Schema::new(fields))
@@ -202,9 +202,25 @@ fn generator_schema(s: &GeneratorSpec, at: &Path, cx: &mut Ctx<'_>) -> Option<Sc
 
 /// The type of the values pattern `g` generates; reports an invalid pattern
 /// at `p`.
-fn field_type(g: &FieldGen, p: &Path, cx: &mut Ctx<'_>) -> Type {
+/// Whether `start + i * step` stays in i64 for every record number below `count`.
+fn linear_fits(start: i64, step: i64, count: u64) -> bool {
+    let last = i128::from(start) + i128::from(step) * i128::from(count.saturating_sub(1));
+    i64::try_from(last).is_ok()
+}
+
+fn field_type(g: &FieldGen, count: u64, p: &Path, cx: &mut Ctx<'_>) -> Type {
     match g {
-        FieldGen::Sequence { .. } => Type::Int,
+        FieldGen::Sequence { start, step } => {
+            if !linear_fits(*start, *step, count) {
+                cx.err(
+                    p.clone(),
+                    format!(
+                        "the sequence overflows an int within {count} records; lower start or step"
+                    ),
+                );
+            }
+            Type::Int
+        }
         FieldGen::Random { min, max } => {
             if min > max {
                 cx.err(p.clone(), "random needs min <= max");
@@ -212,9 +228,12 @@ fn field_type(g: &FieldGen, p: &Path, cx: &mut Ctx<'_>) -> Type {
             Type::Int
         }
         FieldGen::RandomFloat { min, max } => {
-            let valid = min.is_finite() && max.is_finite() && min < max;
+            let valid = min.is_finite() && max.is_finite() && min < max && (max - min).is_finite();
             if !valid {
-                cx.err(p.clone(), "random_float needs finite min < max");
+                cx.err(
+                    p.clone(),
+                    "random_float needs finite min < max, with max - min finite",
+                );
             }
             Type::Float
         }
@@ -249,7 +268,17 @@ fn field_type(g: &FieldGen, p: &Path, cx: &mut Ctx<'_>) -> Type {
             }
             Type::String
         }
-        FieldGen::Timestamp { .. } => Type::Timestamp,
+        FieldGen::Timestamp { start, step_ms } => {
+            if !linear_fits(*start, *step_ms, count) {
+                cx.err(
+                    p.clone(),
+                    format!(
+                        "the timestamps overflow within {count} records; lower start or step_ms"
+                    ),
+                );
+            }
+            Type::Timestamp
+        }
     }
 }
 

@@ -169,7 +169,8 @@ pub(super) fn check_output_paths(
         };
         let at = Path::of(&["sinks", &s.name, "path"]);
         for p in paths {
-            if let Some(other) = written.insert(p.clone(), s.name.clone()) {
+            let id = file_identity(p);
+            if let Some(other) = written.insert(id.clone(), s.name.clone()) {
                 cx.err(
                     at.clone(),
                     format!(
@@ -180,7 +181,7 @@ pub(super) fn check_output_paths(
             }
             for src in source_defs.iter().flatten() {
                 if let SourceKind::File { files, .. } = &src.kind {
-                    if files.contains(p) {
+                    if files.iter().any(|f| file_identity(f) == id) {
                         cx.err(
                             at.clone(),
                             format!(
@@ -194,4 +195,30 @@ pub(super) fn check_output_paths(
             }
         }
     }
+}
+
+/// What a path names, for telling whether two paths are one file: made
+/// absolute with `.` and `..` removed, then with symbolic links resolved
+/// through the file (or, before it exists, its directory) where they exist.
+fn file_identity(p: &std::path::Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut norm = PathBuf::new();
+    for part in abs.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                norm.pop();
+            }
+            other => norm.push(other),
+        }
+    }
+    if let Ok(c) = norm.canonicalize() {
+        return c;
+    }
+    if let (Some(dir), Some(name)) = (norm.parent(), norm.file_name()) {
+        if let Ok(c) = dir.canonicalize() {
+            return c.join(name);
+        }
+    }
+    norm
 }
