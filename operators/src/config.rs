@@ -158,67 +158,91 @@ fn backticks_to_quotes(msg: &str) -> String {
 }
 
 /// Deserializes a config from JSON, collecting every unknown field (with a
-/// did-you-mean) before the first other error, so that one run of `validate`
-/// shows them all.
+/// did-you-mean) and every field of the wrong type or value, so that one run
+/// of `validate` shows them all.
 ///
 /// # Errors
 /// The diagnostics, with paths relative to `value`.
-pub fn parse_config<T: DeserializeOwned>(mut value: Json) -> Result<T, Vec<Diag>> {
+pub fn parse_config<T: DeserializeOwned>(value: Json) -> Result<T, Vec<Diag>> {
+    match parse_config_lenient(value) {
+        (Some(t), diags) if diags.is_empty() => Ok(t),
+        (_, diags) => Err(diags),
+    }
+}
+
+/// Like [`parse_config`], but also returns the config that remains once the
+/// faulty fields are left out (optional ones then take their defaults), so
+/// that a caller can go on checking the rest of it. The config is `None` when
+/// no such remainder parses (a required field is missing or wrong).
+pub fn parse_config_lenient<T: DeserializeOwned>(mut value: Json) -> (Option<T>, Vec<Diag>) {
     let mut diags = Vec::new();
+    // Fields left out after an error: a later "missing field" for one of them
+    // is the same mistake, not a second one.
+    let mut removed: Vec<(Path, String)> = Vec::new();
     loop {
-        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
-            Ok(t) if diags.is_empty() => return Ok(t),
-            Ok(_) => return Err(diags),
-            Err(e) => {
-                let path = convert_path(e.path());
-                let msg = e.inner().to_string();
-                if let Some(rest) = msg.strip_prefix("unknown field `") {
-                    let field = rest.split('`').next().unwrap_or_default().to_string();
-                    let expected = expected_names(&msg);
-                    let hint = suggest::hint(&field, expected.iter().map(String::as_str));
-                    let list = expected
-                        .iter()
-                        .map(|e| format!("\"{e}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    // serde_path_to_error may or may not include the field itself.
-                    let (parent, field_path) = match path.0.last() {
-                        Some(Seg::Key(k)) if *k == field => {
-                            (Path(path.0[..path.0.len() - 1].to_vec()), path.clone())
-                        }
-                        _ => (path.clone(), path.key(&field)),
-                    };
-                    diags.push(Diag::new(
-                        field_path,
-                        format!("unknown field \"{field}\"{hint}; expected one of {list}"),
-                    ));
-                    if !remove_member(&mut value, &parent, &field) {
-                        return Err(diags);
-                    }
-                    continue;
+        let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(t) => return (Some(t), diags),
+            Err(e) => e,
+        };
+        let path = convert_path(err.path());
+        let msg = err.inner().to_string();
+        if let Some(rest) = msg.strip_prefix("unknown field `") {
+            let field = rest.split('`').next().unwrap_or_default().to_string();
+            let expected = expected_names(&msg);
+            let hint = suggest::hint(&field, expected.iter().map(String::as_str));
+            let list = expected
+                .iter()
+                .map(|e| format!("\"{e}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            // serde_path_to_error may or may not include the field itself.
+            let (parent, field_path) = match path.0.last() {
+                Some(Seg::Key(k)) if *k == field => {
+                    (Path(path.0[..path.0.len() - 1].to_vec()), path.clone())
                 }
-                let message = if let Some(rest) = msg.strip_prefix("unknown variant `") {
-                    let name = rest.split('`').next().unwrap_or_default();
-                    let expected = expected_names(&msg);
-                    let hint = suggest::hint(name, expected.iter().map(String::as_str));
-                    format!(
-                        "unknown value \"{name}\"{hint}; expected one of {}",
-                        expected
-                            .iter()
-                            .map(|e| format!("\"{e}\""))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                } else if let Some(rest) = msg.strip_prefix("missing field `") {
-                    let name = rest.split('`').next().unwrap_or_default();
-                    format!("missing field \"{name}\"; add it")
-                } else {
-                    backticks_to_quotes(&msg)
-                };
-                diags.push(Diag::new(path, message));
-                return Err(diags);
+                _ => (path.clone(), path.key(&field)),
+            };
+            diags.push(Diag::new(
+                field_path,
+                format!("unknown field \"{field}\"{hint}; expected one of {list}"),
+            ));
+            if !remove_member(&mut value, &parent, &field) {
+                return (None, diags);
             }
+            continue;
         }
+        if let Some(rest) = msg.strip_prefix("missing field `") {
+            let name = rest.split('`').next().unwrap_or_default();
+            if !removed.iter().any(|(p, f)| *p == path && f == name) {
+                diags.push(Diag::new(path, format!("missing field \"{name}\"; add it")));
+            }
+            return (None, diags);
+        }
+        let message = if let Some(rest) = msg.strip_prefix("unknown variant `") {
+            let name = rest.split('`').next().unwrap_or_default();
+            let expected = expected_names(&msg);
+            let hint = suggest::hint(name, expected.iter().map(String::as_str));
+            format!(
+                "unknown value \"{name}\"{hint}; expected one of {}",
+                expected
+                    .iter()
+                    .map(|e| format!("\"{e}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            backticks_to_quotes(&msg)
+        };
+        diags.push(Diag::new(path.clone(), message));
+        // Leave the faulty field out and look for more.
+        let Some(Seg::Key(field)) = path.0.last().cloned() else {
+            return (None, diags);
+        };
+        let parent = Path(path.0[..path.0.len() - 1].to_vec());
+        if !remove_member(&mut value, &parent, &field) {
+            return (None, diags);
+        }
+        removed.push((parent, field));
     }
 }
 

@@ -80,7 +80,11 @@ fn nesting_and_length_limits_are_errors_not_crashes() {
     let deep = vec!["1"; 1000].join("+");
     assert!(err(&deep).contains("nested too deeply"));
     let parens = format!("{}1{}", "(".repeat(300), ")".repeat(300));
-    assert!(err(&parens).contains("nested too deeply"), "{}", err(&parens));
+    assert!(
+        err(&parens).contains("nested too deeply"),
+        "{}",
+        err(&parens)
+    );
     let long = vec!["1"; 6000].join("+");
     assert!(err(&long).contains("too long"));
     let casts = format!("i{}", "::int".repeat(3000));

@@ -4,7 +4,7 @@ use std::path::{Path as FsPath, PathBuf};
 
 use serde_json::Value as Json;
 
-use lockstep_operators::config::{parse_config, Path};
+use lockstep_operators::config::{parse_config_lenient, Path};
 use lockstep_operators::suggest;
 use lockstep_operators::value::Schema;
 
@@ -80,9 +80,9 @@ pub(super) fn check_sink(
 fn parse_sink(v: &Json, at: &Path, cx: &mut Ctx<'_>) -> Option<SinkSpec> {
     let (ty, rest) = split_type(v, at, "a sink", SINK_TYPES, cx)?;
     let parsed = match ty.as_str() {
-        "file" => parse_config::<FileSinkSpec>(rest).map(SinkSpec::File),
-        "stdout" => parse_config::<StdoutSinkSpec>(rest).map(SinkSpec::Stdout),
-        "null" => parse_config::<NullSinkSpec>(rest).map(SinkSpec::Null),
+        "file" => lenient::<FileSinkSpec>(rest, SinkSpec::File),
+        "stdout" => lenient::<StdoutSinkSpec>(rest, SinkSpec::Stdout),
+        "null" => lenient::<NullSinkSpec>(rest, SinkSpec::Null),
         "kafka" => {
             cx.err(at.key("type"), "kafka sinks are not available in this build of lockstep yet; use a file, stdout or null sink");
             return None;
@@ -99,13 +99,19 @@ fn parse_sink(v: &Json, at: &Path, cx: &mut Ctx<'_>) -> Option<SinkSpec> {
             return None;
         }
     };
-    match parsed {
-        Ok(p) => Some(p),
-        Err(d) => {
-            cx.extend(at, d);
-            None
-        }
-    }
+    // Go on with what parses, so that later checks (fields, paths) report
+    // their problems in the same run.
+    let (spec, diags) = parsed;
+    cx.extend(at, diags);
+    spec
+}
+
+fn lenient<T: serde::de::DeserializeOwned>(
+    rest: Json,
+    wrap: fn(T) -> SinkSpec,
+) -> (Option<SinkSpec>, Vec<lockstep_operators::config::Diag>) {
+    let (spec, diags) = parse_config_lenient::<T>(rest);
+    (spec.map(wrap), diags)
 }
 
 /// Resolves a sink's field lists against the `schema` it reads, and its

@@ -5,7 +5,7 @@ use std::path::{Path as FsPath, PathBuf};
 use indexmap::IndexMap;
 use serde_json::Value as Json;
 
-use lockstep_operators::config::{parse_config, Diag, Path};
+use lockstep_operators::config::{parse_config_lenient, Path};
 use lockstep_operators::node::{Port, TimeMode, ERRORS_PORT};
 use lockstep_operators::suggest;
 use lockstep_operators::value::{errors_schema, Schema, Type};
@@ -76,9 +76,11 @@ fn parse_spec<T: serde::de::DeserializeOwned>(
     at: &Path,
     cx: &mut Ctx<'_>,
 ) -> Option<T> {
-    parse_config::<T>(rest)
-        .map_err(|d: Vec<Diag>| cx.extend(at, d))
-        .ok()
+    // Go on with what parses, so that later checks (schema, event time) report
+    // their problems in the same run.
+    let (spec, diags) = parse_config_lenient::<T>(rest);
+    cx.extend(at, diags);
+    spec
 }
 
 fn file_source(rest: Json, at: &Path, cx: &mut Ctx<'_>) -> Option<SourceParts> {
