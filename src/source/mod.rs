@@ -328,17 +328,25 @@ pub fn build<'s>(
                                     Ok((e, t)) => (e, false, Rec { time: t, row }),
                                     Err(reason) => {
                                         let (e, t) = bad_stamp(part, time, ooo);
-                                        let raw = lockstep_operators::encode::Encoder::new(
-                                            &schema,
-                                            lockstep_operators::encode::Format::Jsonl,
-                                        );
-                                        let mut text = String::new();
-                                        raw.encode(&row, &mut text);
-                                        text.pop();
+                                        // The input text and line where the
+                                        // reader has them; else the record.
+                                        let (text, line) = match part.reader.last_raw() {
+                                            Some((raw, line)) => (raw, Some(line)),
+                                            None => {
+                                                let enc = lockstep_operators::encode::Encoder::new(
+                                                    &schema,
+                                                    lockstep_operators::encode::Format::Jsonl,
+                                                );
+                                                let mut text = String::new();
+                                                enc.encode(&row, &mut text);
+                                                text.pop();
+                                                (text, None)
+                                            }
+                                        };
                                         (
                                             e,
                                             true,
-                                            source_error(&name, &reason, text, part.index, None, t),
+                                            source_error(&name, &reason, text, part.index, line, t),
                                         )
                                     }
                                 }

@@ -35,6 +35,13 @@ pub trait PartitionReader {
     /// # Errors
     /// An I/O error, which fails the job.
     fn next_item(&mut self) -> std::io::Result<Option<Item>>;
+
+    /// The raw text and 1-based line of the last record returned, for a
+    /// record rejected after parsing (a null event time); `None` for
+    /// generated data.
+    fn last_raw(&mut self) -> Option<(String, u64)> {
+        None
+    }
 }
 
 /// A byte range of a file: the lines that start in `[start, end)`.
@@ -102,6 +109,8 @@ pub struct TextReader {
     /// The file and where this range starts, to count lines lazily.
     file: Option<(PathBuf, u64)>,
     lines_read: u64,
+    /// The range line (0-based) where the last record started.
+    last_first: u64,
     buf: Vec<u8>,
     done: bool,
 }
@@ -135,6 +144,7 @@ impl TextReader {
             line: (start == 0).then_some(1),
             file: Some((part.path.clone(), start)),
             lines_read: 0,
+            last_first: 0,
             buf: Vec::new(),
             done: false,
         };
@@ -170,6 +180,7 @@ impl TextReader {
             line: Some(1),
             file: None,
             lines_read: 0,
+            last_first: 0,
             buf: Vec::new(),
             done: false,
         }
@@ -213,9 +224,16 @@ fn count_lines(path: &FsPath, upto: u64) -> std::io::Result<u64> {
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl PartitionReader for TextReader {
+    fn last_raw(&mut self) -> Option<(String, u64)> {
+        let raw = String::from_utf8_lossy(strip_eol(&self.buf)).into_owned();
+        let line = self.base_line() + self.last_first;
+        Some((raw, line))
+    }
+
     fn next_item(&mut self) -> std::io::Result<Option<Item>> {
         loop {
             let first = self.lines_read;
+            self.last_first = first;
             let at_file_start = self.pos == 0;
             if !self.read_line()? {
                 return Ok(None);
@@ -283,10 +301,13 @@ impl PartitionReader for TextReader {
                     }
                 }
             };
-            return Ok(Some(match header.parse_record(&record, &self.schema) {
+            let item = match header.parse_record(&record, &self.schema) {
                 Ok(row) => Item::Row(row),
                 Err(reason) => self.bad(record, reason, first),
-            }));
+            };
+            // Keep the record's bytes for `last_raw`.
+            self.buf = bytes;
+            return Ok(Some(item));
         }
     }
 }
