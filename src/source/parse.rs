@@ -290,7 +290,23 @@ pub fn parse_csv_value(text: &str, quoted: bool, ty: Type, name: &str) -> Result
     match ty {
         Type::String => Ok(Value::Str(Text::from(text))),
         Type::Int => text.parse::<i64>().map(Value::Int).map_err(|_| bad()),
-        Type::Float => text.parse::<f64>().map(Value::Float).map_err(|_| bad()),
+        Type::Float => match text.parse::<f64>() {
+            // As in JSON input, a finite number too large for a double is an
+            // error; "inf", "infinity" and "NaN" are read as such.
+            Ok(f)
+                if f.is_infinite()
+                    && !text
+                        .trim_start_matches(['+', '-'])
+                        .to_ascii_lowercase()
+                        .starts_with("inf") =>
+            {
+                Err(format!(
+                    "field \"{name}\": {text} is out of range for a float"
+                ))
+            }
+            Ok(f) => Ok(Value::Float(f)),
+            Err(_) => Err(bad()),
+        },
         Type::Bool => match text {
             "true" => Ok(Value::Bool(true)),
             "false" => Ok(Value::Bool(false)),
@@ -302,8 +318,15 @@ pub fn parse_csv_value(text: &str, quoted: bool, ty: Type, name: &str) -> Result
             .or_else(|| parse_rfc3339(text))
             .map(Value::Ts)
             .ok_or_else(bad),
+        // JSON `null` is SQL NULL, as in JSON lines input.
         Type::Json => json::canonicalize(text)
-            .map(|c| Value::Json(Text::from(c)))
+            .map(|c| {
+                if c == "null" {
+                    Value::Null
+                } else {
+                    Value::Json(Text::from(c))
+                }
+            })
             .map_err(|e| format!("field \"{name}\" is json, but \"{text}\" does not parse: {e}")),
     }
 }
@@ -515,6 +538,20 @@ mod tests {
             .contains("field \"i\" is int"));
         assert!(h.parse_record("a\"b,1,x,1", &s).is_err());
         assert!(CsvHeader::parse("i,i", &s).is_err());
+        assert!(parse_csv_value("1e400", false, Type::Float, "f")
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(
+            matches!(parse_csv_value("-inf", false, Type::Float, "f"), Ok(Value::Float(f)) if f == f64::NEG_INFINITY)
+        );
+        assert_eq!(
+            parse_csv_value("null", false, Type::Json, "j"),
+            Ok(Value::Null)
+        );
+        assert_eq!(
+            parse_csv_value("[null]", false, Type::Json, "j"),
+            Ok(Value::Json(Text::from("[null]")))
+        );
         assert!(csv_open_quote("\"abc"));
         assert!(csv_open_quote("1,\"a\"\"b"));
         assert!(!csv_open_quote("1,\"a\"\"b\""));
