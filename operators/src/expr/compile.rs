@@ -412,6 +412,16 @@ impl<'a> Compiler<'a> {
     fn arith(&mut self, op: ArithOp, l: &ast::Expr, r: &ast::Expr) -> R {
         let a = self.expr(l)?;
         let b = self.expr(r)?;
+        // A string literal next to a number takes the number's type, as
+        // PostgreSQL types an untyped literal (`i + '1'`).
+        let numeric = |t: Option<Type>| {
+            matches!(t, Some(Type::Int | Type::Float))
+                .then_some(t)
+                .flatten()
+        };
+        let what = format!("operator {}", op.symbol());
+        let b = literal_to_number(b, numeric(a.ty), &what)?;
+        let a = literal_to_number(a, numeric(b.ty), &what)?;
         let ty = match (a.ty, b.ty) {
             (None, None) => Ok(None),
             (Some(x), Some(y)) => arith_type(op, x, y).map(Some).ok_or(()),
@@ -500,6 +510,19 @@ fn literal_as(t: Typed, target: Option<Type>, what: &str) -> R {
             let s = s.to_owned();
             cast_to(t, to)
                 .map_err(|e| format!("{what} cannot compare {to} with {}: {e}", cast::quote(&s)))
+        }
+        _ => Ok(t),
+    }
+}
+
+/// Converts a string literal used in arithmetic with a number of type
+/// `target` to that type at compile time.
+fn literal_to_number(t: Typed, target: Option<Type>, what: &str) -> R {
+    match (t.string_literal(), target) {
+        (Some(s), Some(to)) => {
+            let s = s.to_owned();
+            cast_to(t, to)
+                .map_err(|e| format!("{what} cannot take {} as {to}: {e}", cast::quote(&s)))
         }
         _ => Ok(t),
     }
