@@ -174,12 +174,9 @@ fn child(args: &[String]) {
     println!("{}", serde_json::to_string(&m).expect("json"));
 }
 
-/// The fastest of [`REPEAT`] runs (each in its own process), so that one
+/// The fastest of `runs` (each made in its own process), so that one
 /// disturbed run does not decide a figure; peak RSS is the largest seen.
-fn measure(job: &str, imp: &str, workers: usize, n: u64) -> Measured {
-    let runs: Vec<Measured> = (0..REPEAT)
-        .map(|_| measure_once(job, imp, workers, n))
-        .collect();
+fn best(runs: Vec<Measured>) -> Measured {
     let peak = runs.iter().map(|m| m.peak_rss_kib).max().unwrap_or(0);
     let mut best = runs
         .into_iter()
@@ -207,8 +204,14 @@ fn measure_once(job: &str, imp: &str, workers: usize, n: u64) -> Measured {
 }
 
 fn row(job: &str, workers: usize, n: u64) {
-    let l = measure(job, "lockstep", workers, n);
-    let t = measure(job, "timely", workers, n);
+    // Alternate the two sides, so that the machine's drift over minutes
+    // affects both alike.
+    let (mut ls, mut ts) = (Vec::new(), Vec::new());
+    for _ in 0..REPEAT {
+        ls.push(measure_once(job, "lockstep", workers, n));
+        ts.push(measure_once(job, "timely", workers, n));
+    }
+    let (l, t) = (best(ls), best(ts));
     assert_eq!(
         l.records, t.records,
         "{job}: both sides must read the same records"
