@@ -347,7 +347,10 @@ fn write<'s>(
                         std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                         std::collections::btree_map::Entry::Vacant(v) => {
                             let opened: std::io::Result<Box<dyn Write>> = match &target {
-                                Target::Stdout => Ok(Box::new(std::io::stdout())),
+                                Target::Stdout => Ok(Box::new(std::io::BufWriter::with_capacity(
+                                    1 << 16,
+                                    std::io::stdout(),
+                                ))),
                                 Target::Files(paths) => OpenOptions::new()
                                     .append(true)
                                     .open(&paths[part as usize])

@@ -63,7 +63,8 @@ impl<'de> Visitor<'de> for RowVisitor<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
         let n = self.schema.len();
-        let mut row: Row = vec![Value::Null; n];
+        // Filled by construction, not by cloning a Null n times.
+        let mut row: Row = (0..n).map(|_| Value::Null).collect();
         let mut seen = Seen::new(n);
         let mut other_keys: Vec<String> = Vec::new();
         // Objects usually list their keys in schema order: try the field after
@@ -446,7 +447,7 @@ impl CsvHeader {
                 self.columns.len()
             ));
         }
-        let mut row: Row = vec![Value::Null; schema.len()];
+        let mut row: Row = (0..schema.len()).map(|_| Value::Null).collect();
         for ((text, quoted), col) in fields.iter().zip(&self.columns) {
             if let Some(i) = col {
                 let f = &schema.fields()[*i];
