@@ -138,6 +138,17 @@ fn expected_names(msg: &str) -> Vec<String> {
         .collect()
 }
 
+/// A serde_json error's message without its " at line L column C" suffix
+/// (callers give the position their own way) and with backticks as double
+/// quotes.
+pub fn json_error_text(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    msg.split(" at line ")
+        .next()
+        .unwrap_or(&msg)
+        .replace('`', "\"")
+}
+
 /// serde's wording, in the words of the graph format.
 fn backticks_to_quotes(msg: &str) -> String {
     let mut m = msg.replace('`', "\"");

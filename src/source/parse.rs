@@ -25,12 +25,7 @@ pub fn parse_jsonl(line: &str, schema: &Schema) -> Result<Row, String> {
 }
 
 fn tidy(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    let msg = msg
-        .split(" at line ")
-        .next()
-        .unwrap_or(&msg)
-        .replace('`', "\"");
+    let msg = lockstep_operators::config::json_error_text(e);
     match e.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
             format!("invalid JSON at column {}: {msg}", e.column())

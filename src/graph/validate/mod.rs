@@ -125,12 +125,7 @@ fn parse_json(text: &str, file: &str) -> Result<Json, GraphError> {
         })
         .and_then(|v| de.end().map(|()| v).map_err(|e| (Path::root(), e)));
     parsed.map_err(|(path, inner)| {
-        let msg = inner.to_string();
-        let msg = msg
-            .split(" at line ")
-            .next()
-            .unwrap_or(&msg)
-            .replace('`', "\"");
+        let msg = lockstep_operators::config::json_error_text(&inner);
         let empty = text.trim().is_empty();
         GraphError {
             diagnostics: vec![Diagnostic {
