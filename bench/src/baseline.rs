@@ -33,6 +33,52 @@ struct Out {
     date_time: i64,
 }
 
+/// A source as one would write it by hand: `next` yields (epoch, record)
+/// until the input ends; records go downstream in batches of up to 4096, the
+/// capability follows the epoch, and `read` counts records once per batch.
+fn stamped_source<'s, D: Clone + 'static>(
+    scope: timely::dataflow::Scope<'s, u64>,
+    name: &str,
+    read: Arc<AtomicU64>,
+    mut next: impl FnMut() -> Option<(u64, D)> + 'static,
+) -> timely::dataflow::StreamVec<'s, u64, D> {
+    source(scope, name, move |cap, info| {
+        let activator = scope.activator_for(info.address);
+        let mut cap = Some(cap);
+        move |output| {
+            let Some(c) = cap.as_mut() else { return };
+            let mut batch = Vec::new();
+            let mut n = 0;
+            let mut ended = false;
+            while n < 4096 {
+                let Some((epoch, item)) = next() else {
+                    ended = true;
+                    break;
+                };
+                n += 1;
+                if epoch > *c.time() {
+                    if !batch.is_empty() {
+                        output.session(&*c).give_container(&mut batch);
+                        batch.clear();
+                    }
+                    c.downgrade(&epoch);
+                }
+                batch.push(item);
+            }
+            read.fetch_add(n, Ordering::Relaxed);
+            if !batch.is_empty() {
+                output.session(&*c).give_container(&mut batch);
+            }
+            if ended {
+                cap = None;
+            } else {
+                activator.activate();
+            }
+        }
+    })
+    .container::<Vec<D>>()
+}
+
 fn config(workers: usize) -> timely::Config {
     if workers == 1 {
         timely::Config::thread()
@@ -54,50 +100,27 @@ pub fn file_job(file: &Path, out: &Path, workers: usize) -> (u64, u64) {
         let (file, out, read, written) =
             (file.clone(), out.clone(), Arc::clone(&r2), Arc::clone(&w2));
         worker.dataflow::<u64, _, _>(|scope| {
-            source(scope, "read", move |cap, info| {
-                let activator = scope.activator_for(info.address);
-                let (start, end) = (len * index / peers, len * (index + 1) / peers);
-                let mut f = File::open(&file).expect("open");
-                let mut pos = start;
-                if start > 0 {
-                    f.seek(SeekFrom::Start(start - 1)).expect("seek");
-                    let mut r = BufReader::new(f);
-                    let mut skip = Vec::new();
-                    pos = start - 1 + r.read_until(b'\n', &mut skip).expect("read") as u64;
-                    f = r.into_inner();
-                    f.seek(SeekFrom::Start(pos)).expect("seek");
+            let (start, end) = (len * index / peers, len * (index + 1) / peers);
+            let mut f = File::open(&file).expect("open");
+            let mut pos = start;
+            if start > 0 {
+                f.seek(SeekFrom::Start(start - 1)).expect("seek");
+                let mut r = BufReader::new(f);
+                let mut skip = Vec::new();
+                pos = start - 1 + r.read_until(b'\n', &mut skip).expect("read") as u64;
+                f = r.into_inner();
+                f.seek(SeekFrom::Start(pos)).expect("seek");
+            }
+            let mut reader = BufReader::with_capacity(1 << 20, f);
+            let mut line = Vec::new();
+            stamped_source(scope, "read", read, move || {
+                line.clear();
+                if pos >= end || reader.read_until(b'\n', &mut line).expect("read") == 0 {
+                    return None;
                 }
-                let mut reader = BufReader::with_capacity(1 << 20, f);
-                let mut cap = Some(cap);
-                let mut line = Vec::new();
-                move |output| {
-                    let Some(c) = cap.as_mut() else { return };
-                    let mut batch = Vec::new();
-                    for _ in 0..4096 {
-                        line.clear();
-                        if pos >= end || reader.read_until(b'\n', &mut line).expect("read") == 0 {
-                            if !batch.is_empty() {
-                                output.session(&*c).give_container(&mut batch);
-                            }
-                            cap = None;
-                            return;
-                        }
-                        pos += line.len() as u64;
-                        let bid: Bid = serde_json::from_slice(&line).expect("bid");
-                        read.fetch_add(1, Ordering::Relaxed);
-                        let epoch = u64::try_from(bid.date_time / 1000).unwrap_or(0);
-                        if epoch > *c.time() {
-                            if !batch.is_empty() {
-                                output.session(&*c).give_container(&mut batch);
-                                batch.clear();
-                            }
-                            c.downgrade(&epoch);
-                        }
-                        batch.push(bid);
-                    }
-                    output.session(&*c).give_container(&mut batch);
-                    activator.activate();
-                }
+                pos += line.len() as u64;
+                let bid: Bid = serde_json::from_slice(&line).expect("bid");
+                Some((u64::try_from(bid.date_time / 1000).unwrap_or(0), bid))
             })
             .container::<Vec<Bid>>()
             .filter(|b| b.auction % 123 == 0)
@@ -148,47 +171,22 @@ pub fn nexmark(query: &str, events: u64, workers: usize) -> (u64, u64) {
         let (index, peers) = (worker.index() as u64, worker.peers() as u64);
         let (read, written, query) = (Arc::clone(&r2), Arc::clone(&w2), query.clone());
         worker.dataflow::<u64, _, _>(|scope| {
-            let bids = source(scope, "generate", move |cap, info| {
-                let activator = scope.activator_for(info.address);
-                let cfg = nexmark::config::NexmarkConfig {
-                    base_time: 1_700_000_000_000,
-                    ..Default::default()
-                };
-                let mut gen = nexmark::EventGenerator::new(cfg)
-                    .with_type_filter(nexmark::event::EventType::Bid)
-                    .with_offset(index)
-                    .with_step(peers);
-                let mut cap = Some(cap);
-                move |output| {
-                    let Some(c) = cap.as_mut() else { return };
-                    let mut batch = Vec::new();
-                    for _ in 0..4096 {
-                        if gen.global_offset() >= events {
-                            if !batch.is_empty() {
-                                output.session(&*c).give_container(&mut batch);
-                            }
-                            cap = None;
-                            return;
-                        }
-                        let Some(nexmark::event::Event::Bid(b)) = gen.next() else {
-                            continue;
-                        };
-                        read.fetch_add(1, Ordering::Relaxed);
-                        let epoch = b.date_time / 1000;
-                        if epoch > *c.time() {
-                            if !batch.is_empty() {
-                                output.session(&*c).give_container(&mut batch);
-                                batch.clear();
-                            }
-                            c.downgrade(&epoch);
-                        }
-                        batch.push(b);
-                    }
-                    output.session(&*c).give_container(&mut batch);
-                    activator.activate();
+            let cfg = nexmark::config::NexmarkConfig {
+                base_time: 1_700_000_000_000,
+                ..Default::default()
+            };
+            let mut gen = nexmark::EventGenerator::new(cfg)
+                .with_type_filter(nexmark::event::EventType::Bid)
+                .with_offset(index)
+                .with_step(peers);
+            let bids = stamped_source(scope, "generate", read, move || loop {
+                if gen.global_offset() >= events {
+                    return None;
                 }
-            })
-            .container::<Vec<nexmark::event::Bid>>();
+                if let Some(nexmark::event::Event::Bid(b)) = gen.next() {
+                    return Some((b.date_time / 1000, b));
+                }
+            });
             let written2 = Arc::clone(&written);
             match query.as_str() {
                 "q0" => bids
