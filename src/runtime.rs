@@ -125,6 +125,11 @@ pub struct RunSummary {
     pub sinks: Vec<(String, u64)>,
     /// Records of outputs nobody consumes, counted and discarded: (`name.port`, count).
     pub discarded: Vec<(String, u64)>,
+    /// Per stateful node: (name, most keys its state held at once, keys held
+    /// at the end), summed over workers. Fired windows and closed windowed
+    /// joins free their keys, so a windowed job's peak stays flat as its
+    /// input grows.
+    pub state: Vec<(String, i64, i64)>,
     /// Wall-clock time, for the summary line only (it never reaches output).
     pub elapsed: Duration,
     /// Epoch latencies: for each epoch a sink wrote, from the moment the last
@@ -160,6 +165,9 @@ impl fmt::Display for RunSummary {
             if *e > 0 {
                 write!(f, "\n  node {n}: {e} records sent to {n}.errors")?;
             }
+        }
+        for (n, peak, end) in &self.state {
+            write!(f, "\n  state of {n}: at most {peak} keys, {end} at the end")?;
         }
         for (n, w) in &self.sinks {
             write!(f, "\n  sink {n}: {w} records")?;
@@ -264,6 +272,11 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
         ),
         stashed: std::sync::atomic::AtomicI64::new(0),
     });
+    for n in &graph.nodes {
+        for g in n.node.state_gauges() {
+            g.reset();
+        }
+    }
     let workers = opts.workers.max(1);
     let config = if workers == 1 {
         timely::Config::thread()
@@ -333,6 +346,20 @@ fn summary(graph: &Graph, shared: &Shared, elapsed: Duration) -> RunSummary {
             .map(|(s, c)| (s.name.clone(), c.load(Ordering::Relaxed)))
             .collect(),
         discarded,
+        state: graph
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let gauges = n.node.state_gauges();
+                (!gauges.is_empty()).then(|| {
+                    (
+                        n.name.clone(),
+                        gauges.iter().map(|g| g.peak()).sum(),
+                        gauges.iter().map(|g| g.keys()).sum(),
+                    )
+                })
+            })
+            .collect(),
         elapsed,
         epoch_latency: shared.clock.histogram(),
     }

@@ -13,4 +13,6 @@ mod cli {
     mod props;
     mod records;
     mod robust;
+    mod stateful;
+    mod windows;
 }

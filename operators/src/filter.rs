@@ -49,7 +49,17 @@ pub(crate) fn compile_condition(
     path: Path,
     what: &str,
 ) -> Result<Expr, Diag> {
-    let e = expr::compile(src, schema).map_err(|e| Diag::new(path.clone(), e.message))?;
+    compile_condition_in(src, schema, path, what)
+}
+
+/// Compiles a condition that must be of type bool, in any scope.
+pub(crate) fn compile_condition_in(
+    src: &str,
+    scope: &dyn expr::Resolve,
+    path: Path,
+    what: &str,
+) -> Result<Expr, Diag> {
+    let e = expr::compile(src, scope).map_err(|e| Diag::new(path.clone(), e.message))?;
     match e.ty() {
         None | Some(Type::Bool) => Ok(e),
         Some(t) => Err(Diag::new(

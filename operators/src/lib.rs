@@ -5,11 +5,16 @@
 //! crate depends on this one. Nothing here knows about sources, sinks or the
 //! CLI.
 
+pub mod agg;
+pub mod aggregate;
 pub mod config;
 pub mod encode;
+pub mod exact;
 pub mod expr;
 pub mod filter;
+pub mod join;
 pub mod json;
+pub mod keyed;
 pub mod map;
 pub mod node;
 pub mod registry;
@@ -18,3 +23,4 @@ pub mod suggest;
 pub mod timefmt;
 pub mod union;
 pub mod value;
+pub mod window;

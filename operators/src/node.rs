@@ -99,6 +99,11 @@ pub trait Node: Send + Sync + Debug {
     fn outputs(&self) -> Vec<Port>;
     /// Builds its operators; returns one stream per port of [`Node::outputs`].
     fn build<'s>(&self, scope: Scope<'s, u64>, inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>>;
+    /// The counters of the keys its state holds (summed over this process's
+    /// workers); empty for stateless nodes.
+    fn state_gauges(&self) -> Vec<Arc<lockstep_state::StateGauge>> {
+        Vec::new()
+    }
 }
 
 /// The schema of the source `in` that every registry example reads.

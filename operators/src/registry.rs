@@ -12,6 +12,9 @@ pub const NODES: &[&dyn NodeKind] = &[
     &crate::map::Map,
     &crate::union::Union,
     &crate::route::Route,
+    &crate::aggregate::Aggregate,
+    &crate::window::Window,
+    &crate::join::Join,
 ];
 
 /// The node types a graph may use: the built-ins plus any registered.

@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 /// A named, typed state table that an operator declares up front, so that
 /// checkpoints know every table:
@@ -36,27 +38,125 @@ pub enum Change<V> {
     Delete,
 }
 
-/// One table of keyed working state, organised by key group. Every write marks
-/// its key dirty; [`take_changes`](KeyedState::take_changes) returns the net
-/// change of each dirty key in key-group and key order, so that a checkpoint
-/// writes only what changed, in a deterministic order.
+/// The number of keys an operator's state tables hold, summed over the
+/// workers of a process, and the most they ever held: the state-size counter
+/// that run summaries report and tests read. Shared (`Arc`) by the tables of
+/// one node on every worker.
+#[derive(Debug, Default)]
+pub struct StateGauge {
+    keys: AtomicI64,
+    peak: AtomicI64,
+}
+
+impl StateGauge {
+    /// A gauge at zero.
+    pub fn new() -> Arc<StateGauge> {
+        Arc::new(StateGauge::default())
+    }
+
+    /// Adds `delta` keys (negative when keys are removed).
+    pub fn add(&self, delta: i64) {
+        let now = self.keys.fetch_add(delta, Ordering::Relaxed) + delta;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Keys held now.
+    pub fn keys(&self) -> i64 {
+        self.keys.load(Ordering::Relaxed)
+    }
+
+    /// The most keys held at once since the last [`reset`](StateGauge::reset).
+    pub fn peak(&self) -> i64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Back to zero (before a run).
+    pub fn reset(&self) {
+        self.keys.store(0, Ordering::Relaxed);
+        self.peak.store(0, Ordering::Relaxed);
+    }
+}
+
+/// One table of keyed working state, organised by key group. When change
+/// tracking is on, every write marks its key dirty and
+/// [`take_changes`](KeyedState::take_changes) returns the net change of each
+/// dirty key in key-group and key order, so that a checkpoint writes only what
+/// changed, in a deterministic order. Without a checkpoint to feed, tracking
+/// is off and costs nothing.
 #[derive(Debug)]
 pub struct KeyedState<K: Ord + Clone, V: Clone> {
     name: &'static str,
     groups: BTreeMap<u32, BTreeMap<K, V>>,
     dirty: BTreeSet<(u32, K)>,
+    tracking: bool,
     len: usize,
+    gauge: Option<Arc<StateGauge>>,
 }
 
 impl<K: Ord + Clone, V: Clone> KeyedState<K, V> {
-    /// Empty state for a declared table.
+    /// Empty state for a declared table, with change tracking on.
     pub fn new(def: &StateDef<K, V>) -> Self {
         KeyedState {
             name: def.name(),
             groups: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            tracking: true,
             len: 0,
+            gauge: None,
         }
+    }
+
+    /// Turns change tracking on or off (off: [`take_changes`](KeyedState::take_changes)
+    /// returns nothing).
+    #[must_use]
+    pub fn tracking(mut self, on: bool) -> Self {
+        self.tracking = on;
+        self
+    }
+
+    /// Counts this table's keys in `gauge`.
+    #[must_use]
+    pub fn with_gauge(mut self, gauge: Arc<StateGauge>) -> Self {
+        self.gauge = Some(gauge);
+        self
+    }
+
+    fn counted(&mut self, delta: i64) {
+        if let Some(g) = &self.gauge {
+            g.add(delta);
+        }
+    }
+
+    fn mark(&mut self, group: u32, key: &K) {
+        if self.tracking {
+            self.dirty.insert((group, key.clone()));
+        }
+    }
+
+    /// The value of `key` for writing (marks it changed), if present.
+    pub fn get_mut(&mut self, group: u32, key: &K) -> Option<&mut V> {
+        if self.tracking && self.get(group, key).is_some() {
+            self.dirty.insert((group, key.clone()));
+        }
+        self.groups.get_mut(&group).and_then(|g| g.get_mut(key))
+    }
+
+    /// The value of `key` for writing (marks it changed), inserting
+    /// `make()` first if absent.
+    pub fn get_or_insert_with(&mut self, group: u32, key: &K, make: impl FnOnce() -> V) -> &mut V {
+        self.mark(group, key);
+        let g = self.groups.entry(group).or_default();
+        if !g.contains_key(key) {
+            g.insert(key.clone(), make());
+            self.len += 1;
+            if let Some(gauge) = &self.gauge {
+                gauge.add(1);
+            }
+        }
+        self.groups
+            .get_mut(&group)
+            .and_then(|g| g.get_mut(key))
+            .expect("inserted above")
     }
 
     /// The table's name.
@@ -71,7 +171,7 @@ impl<K: Ord + Clone, V: Clone> KeyedState<K, V> {
 
     /// Sets `key` to `value`.
     pub fn put(&mut self, group: u32, key: K, value: V) {
-        self.dirty.insert((group, key.clone()));
+        self.mark(group, &key);
         if self
             .groups
             .entry(group)
@@ -80,6 +180,7 @@ impl<K: Ord + Clone, V: Clone> KeyedState<K, V> {
             .is_none()
         {
             self.len += 1;
+            self.counted(1);
         }
     }
 
@@ -91,7 +192,8 @@ impl<K: Ord + Clone, V: Clone> KeyedState<K, V> {
             self.groups.remove(&group);
         }
         self.len -= 1;
-        self.dirty.insert((group, key.clone()));
+        self.counted(-1);
+        self.mark(group, key);
         Some(old)
     }
 

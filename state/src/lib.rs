@@ -14,5 +14,5 @@
 mod keyed;
 mod keygroup;
 
-pub use keyed::{Change, KeyedState, StateDef};
+pub use keyed::{Change, KeyedState, StateDef, StateGauge};
 pub use keygroup::{key_hash, KeyGroups, DEFAULT_KEY_GROUPS};

@@ -66,6 +66,36 @@ pub(super) fn check_usage(
     for output in sources.chain(nodes) {
         check_output(&output, &readers, duplicated, cx);
     }
+    warn_updates_into_state(parsed, node_inputs, cx);
+}
+
+/// `aggregate` emits an update per changed key and epoch, without retracting
+/// the previous one: a `join` or another `aggregate` downstream sees every
+/// update as a new record (spec, "Windows, aggregates and joins").
+fn warn_updates_into_state(parsed: &[ParsedNode], node_inputs: &[Vec<InputRef>], cx: &mut Ctx<'_>) {
+    for (node, inputs) in parsed.iter().zip(node_inputs) {
+        if node.type_name != "join" && node.type_name != "aggregate" {
+            continue;
+        }
+        for input in inputs {
+            let Some(Target {
+                producer: Producer::Node(j),
+                port: None,
+            }) = &input.target
+            else {
+                continue;
+            };
+            if parsed.get(*j).is_some_and(|p| p.type_name == "aggregate") {
+                cx.warnings.push(Diag::new(
+                    input.path.clone(),
+                    format!(
+                        "\"{}\" is an aggregate: it emits a new record for every update of a key, without retracting the previous one, so this {} sees every update as a separate record; use a window if you want one result per key and window",
+                        parsed[*j].name, node.type_name
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// Who reads each port: node inputs, the inputs named by nodes whose config
