@@ -144,7 +144,7 @@ pub struct KeyAgg {
 }
 
 /// Per key bytes: the key, partial accumulators, the largest event time.
-type Partials = BTreeMap<Vec<u8>, (Row, Vec<Acc>, i64)>;
+type Partials = keyed::FastMap<Vec<u8>, (Row, Vec<Acc>, i64)>;
 
 const KEYS: StateDef<Vec<u8>, KeyAgg> = StateDef::new("keys");
 
@@ -166,12 +166,7 @@ impl Node for AggregateNode {
     fn build<'s>(&self, scope: Scope<'s, u64>, mut inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
         let input = inputs.remove(0);
         let mut builder = OperatorBuilder::new(format!("aggregate {}", self.name), scope);
-        let route_key = self.key.clone();
-        let mut route_buf = Vec::new();
-        let mut handle = builder.new_input(
-            input,
-            Exchange::new(move |r: &Rec| route_key.route(&r.row, &mut route_buf)),
-        );
+        let mut handle = builder.new_input(input, Exchange::new(self.key.router(scope.peers())));
         let mut outs = Vec::new();
         let mut streams = Vec::new();
         for _ in 0..2 {
@@ -200,7 +195,7 @@ impl Node for AggregateNode {
                     let slot = pending.entry(epoch).or_insert_with(|| {
                         (
                             Caps::new(ports.iter().filter_map(|&p| cap.retain_least(p)).collect()),
-                            BTreeMap::new(),
+                            Partials::default(),
                         )
                     });
                     let mut errors = Vec::new();
@@ -252,16 +247,19 @@ impl Node for AggregateNode {
                     let (caps, keys) = entry.remove();
                     let mut updates = Vec::new();
                     let mut errors = Vec::new();
-                    for (kb, (kv, partial, time)) in keys {
+                    for (kb, (kv, partial, time)) in keyed::sorted(keys) {
                         let group = key.group(&kb);
-                        let ka = state.get_or_insert_with(group, &kb, || KeyAgg {
+                        let mut partial = Some(partial);
+                        let (ka, _) = state.entry(group, kb, || KeyAgg {
                             key: kv,
-                            accs: aggs.iter().map(Agg::empty).collect(),
+                            accs: partial.take().unwrap_or_default(),
                             time,
                             emitted: None,
                         });
-                        for (a, b) in ka.accs.iter_mut().zip(&partial) {
-                            a.merge(b);
+                        if let Some(partial) = partial {
+                            for (a, b) in ka.accs.iter_mut().zip(&partial) {
+                                a.merge(b);
+                            }
                         }
                         ka.time = ka.time.max(time);
                         let results: Result<Row, String> = aggs

@@ -408,7 +408,7 @@ impl JoinShared {
     }
 }
 
-type Stash = BTreeMap<Vec<u8>, (u32, [Vec<Rec>; 2])>;
+type Stash = keyed::FastMap<Vec<u8>, (u32, [Vec<Rec>; 2])>;
 
 impl Node for JoinNode {
     fn outputs(&self) -> Vec<Port> {
@@ -433,12 +433,8 @@ impl Node for JoinNode {
         let mut builder = OperatorBuilder::new(format!("join {}", self.name), scope);
         let mut handles_in = Vec::new();
         for (i, input) in [left_in, right_in].into_iter().enumerate() {
-            let k = self.keys[i].clone();
-            let mut buf = Vec::new();
-            handles_in.push(builder.new_input(
-                input,
-                Exchange::new(move |r: &Rec| k.route(&r.row, &mut buf)),
-            ));
+            handles_in
+                .push(builder.new_input(input, Exchange::new(self.keys[i].router(scope.peers()))));
         }
         let nports = if self.window.is_some() { 3 } else { 2 };
         let mut outs = Vec::new();
@@ -483,7 +479,7 @@ impl Node for JoinNode {
                                 Caps::new(
                                     ports.iter().filter_map(|&p| cap.retain_least(p)).collect(),
                                 ),
-                                BTreeMap::new(),
+                                Stash::default(),
                             )
                         });
                         let mut late = Vec::new();
@@ -529,7 +525,7 @@ impl Node for JoinNode {
                     if let Some((caps, groups)) = stash.remove(&e) {
                         let mut results = Vec::new();
                         let mut errors = Vec::new();
-                        for (sk, (group, [mut nl, mut nr])) in groups {
+                        for (sk, (group, [mut nl, mut nr])) in keyed::sorted(groups) {
                             sort_recs(&mut nl);
                             sort_recs(&mut nr);
                             let win = sh.window.map(|size| {

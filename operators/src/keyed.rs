@@ -50,6 +50,20 @@ impl KeyCols {
         u64::from(self.group(buf))
     }
 
+    /// The exchange function for `peers` workers: [`route`](KeyCols::route),
+    /// or nothing to compute when there is one worker.
+    pub fn router(&self, peers: usize) -> impl FnMut(&crate::value::Rec) -> u64 + 'static {
+        let key = self.clone();
+        let mut buf = Vec::new();
+        move |r| {
+            if peers == 1 {
+                0
+            } else {
+                key.route(&r.row, &mut buf)
+            }
+        }
+    }
+
     /// The key's values as output: floats made canonical (`-0.0` is `0.0`),
     /// as they group.
     pub fn values(&self, row: &[Value]) -> Row {
@@ -161,6 +175,17 @@ impl Caps {
             caps: self.caps.iter().map(|c| c.delayed(&t)).collect(),
         }
     }
+}
+
+/// A map for per-epoch partials, keyed by key bytes: fast, with a fixed
+/// seed; drained through [`sorted`] so its iteration order never matters.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+
+/// Drains a [`FastMap`] in key order.
+pub fn sorted<K: Ord, V>(m: FastMap<K, V>) -> Vec<(K, V)> {
+    let mut v: Vec<(K, V)> = m.into_iter().collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
 /// Epoch-indexed work: an entry per epoch that still has something to do

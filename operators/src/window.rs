@@ -389,12 +389,7 @@ impl Node for WindowNode {
     fn build<'s>(&self, scope: Scope<'s, u64>, mut inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
         let input = inputs.remove(0);
         let mut builder = OperatorBuilder::new(format!("window {}", self.name), scope);
-        let route_key = self.key.clone();
-        let mut route_buf = Vec::new();
-        let mut handle = builder.new_input(
-            input,
-            Exchange::new(move |r: &Rec| route_key.route(&r.row, &mut route_buf)),
-        );
+        let mut handle = builder.new_input(input, Exchange::new(self.key.router(scope.peers())));
         let mut outs = Vec::new();
         let mut streams = Vec::new();
         for _ in 0..3 {
@@ -427,6 +422,7 @@ impl Node for WindowNode {
         builder.build(move |_caps| {
             let mut keybuf = Vec::new();
             let mut wins = Vec::new();
+            let mut vals = Vec::new();
             move |frontiers| {
                 let mut handles: Vec<_> = outs.iter_mut().map(OutputBuilder::activate).collect();
                 let ports: Vec<usize> = handles.iter().map(|h| h.output_index()).collect();
@@ -452,7 +448,7 @@ impl Node for WindowNode {
                     let slot = op
                         .pending
                         .entry(epoch)
-                        .or_insert_with(|| (caps(), BTreeMap::new()));
+                        .or_insert_with(|| (caps(), PanePartials::default()));
                     for batch in data {
                         for rec in batch.drain(..) {
                             op.node.kind.windows(rec.time, &mut wins);
@@ -464,13 +460,10 @@ impl Node for WindowNode {
                                 late.push(rec);
                                 continue;
                             }
-                            let vals = match n.args(&rec) {
-                                Ok(v) => v,
-                                Err(reason) => {
-                                    errors.push(rejected(&n.name, &reason, &n.encoder, &rec));
-                                    continue;
-                                }
-                            };
+                            if let Err(reason) = n.args_into(&rec, &mut vals) {
+                                errors.push(rejected(&n.name, &reason, &n.encoder, &rec));
+                                continue;
+                            }
                             n.key.encode(&rec.row, &mut keybuf);
                             let entry = match slot.1.get_mut(keybuf.as_slice()) {
                                 Some(e) => e,
@@ -530,10 +523,17 @@ struct WindowShared {
 impl WindowShared {
     /// The aggregates' arguments for one record.
     fn args(&self, rec: &Rec) -> Result<Vec<Value>, String> {
-        self.aggs
-            .iter()
-            .map(|a| a.arg(&rec.row).map_err(|e| e.reason))
-            .collect()
+        let mut out = Vec::with_capacity(self.aggs.len());
+        self.args_into(rec, &mut out).map(|()| out)
+    }
+
+    /// The aggregates' arguments for one record, into a reused buffer.
+    fn args_into(&self, rec: &Rec, out: &mut Vec<Value>) -> Result<(), String> {
+        out.clear();
+        for a in &self.aggs {
+            out.push(a.arg(&rec.row).map_err(|e| e.reason)?);
+        }
+        Ok(())
     }
 
     fn session_fire(&self, last: i64, gap: i64) -> i64 {
@@ -580,7 +580,7 @@ impl WindowShared {
 }
 
 /// Per key bytes: the key and its partial panes.
-type PanePartials = BTreeMap<Vec<u8>, (Row, Vec<Pane>)>;
+type PanePartials = keyed::FastMap<Vec<u8>, (Row, Vec<Pane>)>;
 
 type Handles<'a> = Vec<
     timely::dataflow::operators::generic::OutputBuilderSession<
@@ -659,27 +659,26 @@ impl WindowOp {
     }
 
     fn apply_panes(&mut self, _e: u64, caps: &Caps, keys: PanePartials) {
-        for (kb, (key, parts)) in keys {
+        for (kb, (key, parts)) in keyed::sorted(keys) {
             let group = self.node.key.group(&kb);
             for part in parts {
                 let sk = pane_key(&kb, part.start);
-                let mut created = false;
-                let pane = self.panes.get_or_insert_with(group, &sk, || {
-                    created = true;
-                    Pane {
-                        key: key.clone(),
-                        start: part.start,
-                        end: part.end,
-                        accs: part.accs.clone(),
-                    }
+                let (start, end) = (part.start, part.end);
+                let mut accs = Some(part.accs);
+                let (pane, created) = self.panes.entry(group, sk.clone(), || Pane {
+                    key: key.clone(),
+                    start,
+                    end,
+                    accs: accs.take().unwrap_or_default(),
                 });
-                if created {
-                    let f = fire_epoch(part.end, self.node.lateness, self.node.epoch_ms);
-                    self.schedule(f, caps, (group, sk, part.start));
-                } else {
-                    for (a, b) in pane.accs.iter_mut().zip(&part.accs) {
+                if let Some(partial) = accs {
+                    for (a, b) in pane.accs.iter_mut().zip(&partial) {
                         a.merge(b);
                     }
+                }
+                if created {
+                    let f = fire_epoch(end, self.node.lateness, self.node.epoch_ms);
+                    self.schedule(f, caps, (group, sk, start));
                 }
             }
         }

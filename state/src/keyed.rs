@@ -142,6 +142,25 @@ impl<K: Ord + Clone, V: Clone> KeyedState<K, V> {
     }
 
     /// The value of `key` for writing (marks it changed), inserting
+    /// `make()` first if absent; also whether it was inserted. One lookup.
+    pub fn entry(&mut self, group: u32, key: K, make: impl FnOnce() -> V) -> (&mut V, bool) {
+        if self.tracking {
+            self.dirty.insert((group, key.clone()));
+        }
+        let g = self.groups.entry(group).or_default();
+        match g.entry(key) {
+            std::collections::btree_map::Entry::Occupied(o) => (o.into_mut(), false),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                self.len += 1;
+                if let Some(gauge) = &self.gauge {
+                    gauge.add(1);
+                }
+                (v.insert(make()), true)
+            }
+        }
+    }
+
+    /// The value of `key` for writing (marks it changed), inserting
     /// `make()` first if absent.
     pub fn get_or_insert_with(&mut self, group: u32, key: &K, make: impl FnOnce() -> V) -> &mut V {
         self.mark(group, key);
