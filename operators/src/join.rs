@@ -16,7 +16,7 @@
 //! The `late` port of a windowed join carries `side` (`"left"` or `"right"`)
 //! and `record` (the record as a JSON object).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -320,16 +320,17 @@ pub fn late_schema() -> Schema {
     Schema::new([("side", Type::String), ("record", Type::Json)])
 }
 
-/// One side's records of a key (and window), sorted by event time and then
-/// by the total order.
+/// Both sides' records of a key (and window), each sorted by event time and
+/// then by the total order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SideRecs {
-    /// The records.
-    pub recs: Vec<Rec>,
+pub struct Sides {
+    /// The left side's records.
+    pub left: Vec<Rec>,
+    /// The right side's records.
+    pub right: Vec<Rec>,
 }
 
-const LEFT: StateDef<Vec<u8>, SideRecs> = StateDef::new("left");
-const RIGHT: StateDef<Vec<u8>, SideRecs> = StateDef::new("right");
+const SIDES: StateDef<Vec<u8>, Sides> = StateDef::new("sides");
 
 const MAIN: usize = 0;
 const ERRORS: usize = 1;
@@ -454,18 +455,14 @@ impl Node for JoinNode {
         let keys = self.keys.clone();
         let encoders = self.encoders.clone();
         let epoch_ms = self.epoch_ms;
-        let mut sides = [
-            KeyedState::new(&LEFT)
-                .tracking(false)
-                .with_gauge(Arc::clone(&self.gauge)),
-            KeyedState::new(&RIGHT)
-                .tracking(false)
-                .with_gauge(Arc::clone(&self.gauge)),
-        ];
+        let mut sides = KeyedState::new(&SIDES)
+            .tracking(false)
+            .with_gauge(Arc::clone(&self.gauge));
         builder.build(move |_caps| {
             let mut stash: ByEpoch<Stash> = BTreeMap::new();
+            let mut size_hint = 0usize;
             // Windowed: per fire epoch, the state keys whose window fires then.
-            let mut fires: ByEpoch<BTreeSet<(u32, Vec<u8>)>> = BTreeMap::new();
+            let mut fires: ByEpoch<Vec<(u32, Vec<u8>)>> = BTreeMap::new();
             let mut keybuf = Vec::new();
             let mut pair = Row::new();
             move |frontiers| {
@@ -479,7 +476,8 @@ impl Node for JoinNode {
                                 Caps::new(
                                     ports.iter().filter_map(|&p| cap.retain_least(p)).collect(),
                                 ),
-                                Stash::default(),
+                                // Sized like the last epoch's: no rehashing as it fills.
+                                Stash::with_capacity_and_hasher(size_hint, Default::default()),
                             )
                         });
                         let mut late = Vec::new();
@@ -523,6 +521,7 @@ impl Node for JoinNode {
                         break;
                     }
                     if let Some((caps, groups)) = stash.remove(&e) {
+                        size_hint = groups.len();
                         let mut results = Vec::new();
                         let mut errors = Vec::new();
                         for (sk, (group, [mut nl, mut nr])) in keyed::sorted(groups) {
@@ -540,42 +539,27 @@ impl Node for JoinNode {
                                 Some(Err(e)) => errors.push(e),
                                 None => {}
                             };
-                            let ol = sides[0]
-                                .get(group, &sk)
-                                .map(|s| s.recs.as_slice())
-                                .unwrap_or_default();
-                            let or = sides[1]
-                                .get(group, &sk)
-                                .map(|s| s.recs.as_slice())
-                                .unwrap_or_default();
+                            let (old, fresh) = sides.entry(group, sk.clone(), Sides::default);
                             for l in &nl {
-                                for r in or.iter().chain(&nr) {
+                                for r in old.right.iter().chain(&nr) {
                                     emit(l, r);
                                 }
                             }
-                            for l in ol {
+                            for l in &old.left {
                                 for r in &nr {
                                     emit(l, r);
                                 }
                             }
-                            let fresh = sides[0].get(group, &sk).is_none()
-                                && sides[1].get(group, &sk).is_none();
-                            for (side, new) in [(0, nl), (1, nr)] {
-                                if new.is_empty() {
-                                    continue;
-                                }
-                                let s =
-                                    sides[side].get_or_insert_with(group, &sk, SideRecs::default);
-                                merge_sorted(&mut s.recs, new);
-                            }
+                            merge_sorted(&mut old.left, nl);
+                            merge_sorted(&mut old.right, nr);
                             if let (true, Some(size), Some((start, _))) = (fresh, sh.window, win) {
                                 let f = fire_epoch(start.saturating_add(size), 0, epoch_ms);
                                 let f = u64::try_from(f).unwrap_or(0);
                                 fires
                                     .entry(f)
-                                    .or_insert_with(|| (caps.delayed(f), BTreeSet::new()))
+                                    .or_insert_with(|| (caps.delayed(f), Vec::new()))
                                     .1
-                                    .insert((group, sk));
+                                    .push((group, sk));
                             }
                         }
                         if !results.is_empty() {
@@ -591,8 +575,7 @@ impl Node for JoinNode {
                     }
                     if let Some((_caps, done)) = fires.remove(&e) {
                         for (group, sk) in done {
-                            sides[0].delete(group, &sk);
-                            sides[1].delete(group, &sk);
+                            sides.delete(group, &sk);
                         }
                     }
                 }
@@ -604,8 +587,20 @@ impl Node for JoinNode {
 
 /// Appends sorted `new` to sorted `all`, keeping the order.
 fn merge_sorted(all: &mut Vec<Rec>, new: Vec<Rec>) {
+    if new.is_empty() {
+        return;
+    }
+    let in_order = match (all.last(), new.first()) {
+        (Some(a), Some(b)) => {
+            a.time.cmp(&b.time).then_with(|| cmp_rows(&a.row, &b.row))
+                != std::cmp::Ordering::Greater
+        }
+        _ => true,
+    };
     all.extend(new);
-    sort_recs(all);
+    if !in_order {
+        sort_recs(all);
+    }
 }
 
 /// A record that arrived after its window fired, for the `late` port.

@@ -601,7 +601,9 @@ struct WindowOp {
     stash: ByEpoch<Vec<(Vec<u8>, Rec)>>,
     /// Per fire epoch, the windows that fire in it: (key group, state key,
     /// session start).
-    fires: ByEpoch<BTreeSet<(u32, Vec<u8>, i64)>>,
+    /// Entries of sessions that were extended later are stale: a session
+    /// fires only in the epoch its current end gives.
+    fires: ByEpoch<Vec<(u32, Vec<u8>, i64)>>,
     /// Per epoch, session keys whose `fired_until` may be forgotten once the
     /// frontier passes it.
     prunes: BTreeMap<u64, BTreeSet<(u32, Vec<u8>)>>,
@@ -640,7 +642,7 @@ impl WindowOp {
                 self.apply_sessions(e, &caps, recs, out);
             }
             if let Some((caps, wins)) = self.fires.remove(&e) {
-                self.fire(&caps, wins, out);
+                self.fire(e, &caps, wins, out);
             }
             if let Some(keys) = self.prunes.remove(&e) {
                 self.prune(e, keys);
@@ -653,9 +655,9 @@ impl WindowOp {
         let f = u64::try_from(fire).unwrap_or(0);
         self.fires
             .entry(f)
-            .or_insert_with(|| (caps.delayed(f), BTreeSet::new()))
+            .or_insert_with(|| (caps.delayed(f), Vec::new()))
             .1
-            .insert(at);
+            .push(at);
     }
 
     fn apply_panes(&mut self, _e: u64, caps: &Caps, keys: PanePartials) {
@@ -748,10 +750,8 @@ impl WindowOp {
                 live: Vec::new(),
                 fired_until: None,
             });
-            let mut unscheduled = Vec::new();
             for &i in touching.iter().rev() {
                 let old = ks.live.remove(i);
-                unscheduled.push((old.start, old.last));
                 merged.start = merged.start.min(old.start);
                 merged.last = merged.last.max(old.last);
                 for (a, b) in merged.accs.iter_mut().zip(&old.accs) {
@@ -761,12 +761,6 @@ impl WindowOp {
             let at = ks.live.partition_point(|x| x.start < merged.start);
             let (start, last) = (merged.start, merged.last);
             ks.live.insert(at, merged);
-            for (s, l) in unscheduled {
-                let f = u64::try_from(self.node.session_fire(l, gap)).unwrap_or(0);
-                if let Some((_, set)) = self.fires.get_mut(&f) {
-                    set.remove(&(group, kb.clone(), s));
-                }
-            }
             let f = self.node.session_fire(last, gap);
             self.schedule(f, caps, (group, kb, start));
         }
@@ -782,7 +776,7 @@ impl WindowOp {
         }
     }
 
-    fn fire(&mut self, caps: &Caps, wins: BTreeSet<(u32, Vec<u8>, i64)>, out: &mut Handles<'_>) {
+    fn fire(&mut self, e: u64, caps: &Caps, wins: Vec<(u32, Vec<u8>, i64)>, out: &mut Handles<'_>) {
         let mut results = Vec::new();
         let mut errors = Vec::new();
         for (group, sk, start) in wins {
@@ -791,7 +785,14 @@ impl WindowOp {
                     let Some(ks) = self.sessions.get_mut(group, &sk) else {
                         continue;
                     };
-                    let Some(i) = ks.live.iter().position(|s| s.start == start) else {
+                    // A stale entry: the session was merged away, or extended
+                    // to fire later.
+                    let fire = |s: &Session| self.node.session_fire(s.last, gap);
+                    let Some(i) = ks
+                        .live
+                        .iter()
+                        .position(|s| s.start == start && i128::from(fire(s)) == i128::from(e))
+                    else {
                         continue;
                     };
                     let s = ks.live.remove(i);
