@@ -531,7 +531,7 @@ impl Node for JoinNode {
                                 let s = nl
                                     .first()
                                     .or(nr.first())
-                                    .map_or(0, |r| r.time.div_euclid(size) * size);
+                                    .map_or(0, |r| r.time.div_euclid(size).saturating_mul(size));
                                 (s, s.saturating_add(size))
                             });
                             let mut emit = |l: &Rec, r: &Rec| match sh.pair(l, r, win, &mut pair) {

@@ -129,6 +129,10 @@ impl Kind {
     }
 }
 
+/// The most sliding windows one record may belong to (`size_ms / slide_ms`):
+/// every record is folded into each of them.
+pub const MAX_WINDOWS_PER_RECORD: i64 = 1000;
+
 /// Parses and checks the `window` field.
 fn check_spec(w: &WindowSpec) -> Result<Kind, Vec<Diag>> {
     let at = Path::of(&["window"]);
@@ -167,6 +171,13 @@ fn check_spec(w: &WindowSpec) -> Result<Kind, Vec<Diag>> {
             (Ok(size), Ok(slide)) if slide > size => Err(vec![Diag::new(
                 p.key("slide_ms"),
                 format!("slide_ms ({slide}) must not exceed size_ms ({size}): records between windows would belong to none"),
+            )]),
+            (Ok(size), Ok(slide)) if size / slide > MAX_WINDOWS_PER_RECORD => Err(vec![Diag::new(
+                p.key("slide_ms"),
+                format!(
+                    "size_ms / slide_ms is {}: each record would belong to that many windows; at most {MAX_WINDOWS_PER_RECORD} are allowed (raise slide_ms)",
+                    size / slide
+                ),
             )]),
             (Ok(size), Ok(slide)) => Ok(Kind::Sliding(size, slide)),
             (a, b) => Err(a.err().into_iter().chain(b.err()).collect()),

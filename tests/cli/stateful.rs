@@ -298,3 +298,39 @@ fn windowed_state_stays_flat_as_input_grows() {
         assert_eq!((*e1, *e10), (0, 0), "{name}: state left at the end");
     }
 }
+
+/// An `aggregate` feeding a `join` or another `aggregate` is valid but gets a
+/// warning: without retractions, every update is a separate record there.
+#[test]
+fn aggregate_into_join_or_aggregate_warns() {
+    let dir = tempdir();
+    write(dir.path(), "in.jsonl", "{\"k\":\"a\",\"t\":1}\n");
+    let graph = r#"{ "version": 1, "time": { "epoch_ms": 1000 },
+  "sources": { "in": { "type": "file", "path": "in.jsonl",
+      "schema": { "k": "string", "t": "timestamp" }, "event_time": { "field": "t" } } },
+  "nodes": {
+    "n": { "type": "aggregate", "input": "in", "key": ["k"], "aggregate": { "n": "count(*)" } },
+    "again": { "type": "aggregate", "input": "n", "aggregate": { "total": "sum(n)" } },
+    "j": { "type": "join", "left": "in", "right": "n", "on": [["k", "k"]], "select": { "n": "right.n" } }
+  },
+  "sinks": { "a": { "type": "null", "input": "again" }, "b": { "type": "null", "input": "j" } } }"#;
+    write(dir.path(), "graph.json", graph);
+    let r = run_ok(dir.path(), &["validate", "graph.json"]);
+    let warnings: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(warnings.len(), 2, "{}", r.stderr);
+    assert!(
+        warnings[0].contains("warning: nodes.again.input: \"n\" is an aggregate"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        warnings[1].contains("warning: nodes.j.right: \"n\" is an aggregate"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        warnings[1].contains("this join sees every update as a separate record"),
+        "{}",
+        r.stderr
+    );
+}
