@@ -32,7 +32,9 @@ use crate::encode::{Encoder, Format};
 use crate::expr::{self, Expr, Resolve};
 use crate::filter::compile_condition_in;
 use crate::keyed::{self, fire_epoch, is_late, ByEpoch, Caps, KeyCols};
-use crate::node::{Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, TimeMode, ERRORS_PORT};
+use crate::node::{
+    rejected, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, TimeMode, ERRORS_PORT,
+};
 use crate::suggest;
 use crate::value::{errors_schema, Rec, Row, Schema, Text, Type, Value};
 use crate::window::cmp_rows;
@@ -481,20 +483,29 @@ impl Node for JoinNode {
                             )
                         });
                         let mut late = Vec::new();
+                        let mut errors = Vec::new();
                         for batch in data {
                             for rec in batch.drain(..) {
-                                if keys[side].has_null(&rec.row) {
-                                    continue; // null keys never match
-                                }
-                                let win = sh
-                                    .window
-                                    .map(|size| rec.time.div_euclid(size).saturating_mul(size));
-                                if let (Some(size), Some(start)) = (sh.window, win) {
-                                    let f = fire_epoch(start.saturating_add(size), 0, epoch_ms);
-                                    if is_late(f, epoch) {
+                                let mut win = None;
+                                if let Some(size) = sh.window {
+                                    let start = rec.time.div_euclid(size).saturating_mul(size);
+                                    let Some(end) = start.checked_add(size) else {
+                                        errors.push(rejected(
+                                            &sh.name,
+                                            &format!("event time {} is too close to the end of the timestamp range: its window's bounds do not fit in a timestamp", rec.time),
+                                            &encoders[side],
+                                            &rec,
+                                        ));
+                                        continue;
+                                    };
+                                    if is_late(fire_epoch(end, 0, epoch_ms), epoch) {
                                         late.push(late_record(side, &encoders[side], rec));
                                         continue;
                                     }
+                                    win = Some(start);
+                                }
+                                if keys[side].has_null(&rec.row) {
+                                    continue; // null keys never match
                                 }
                                 keys[side].encode(&rec.row, &mut keybuf);
                                 let sk = state_key(&keybuf, win);
@@ -508,6 +519,9 @@ impl Node for JoinNode {
                         }
                         if !late.is_empty() {
                             handles[LATE].session(&cap).give_iterator(late.into_iter());
+                        }
+                        if !errors.is_empty() {
+                            handles[ERRORS].session(&cap).give_iterator(errors.into_iter());
                         }
                     });
                 }

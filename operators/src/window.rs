@@ -21,7 +21,7 @@
 //! frontier passes the epoch.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -107,26 +107,37 @@ pub enum Kind {
 
 impl Kind {
     /// The windows (start, end) a record at `t` belongs to, latest first.
-    fn windows(self, t: i64, out: &mut Vec<(i64, i64)>) {
+    ///
+    /// # Errors
+    /// When a window's bounds do not fit in a timestamp (event times within
+    /// one window size of the ends of the i64 range).
+    fn windows(self, t: i64, out: &mut Vec<(i64, i64)>) -> Result<(), String> {
         out.clear();
-        match self {
-            Kind::Tumbling(size) => {
-                let s = t.div_euclid(size).saturating_mul(size);
-                out.push((s, s.saturating_add(size)));
+        let (size, slide) = match self {
+            Kind::Tumbling(size) => (size, size),
+            Kind::Sliding(size, slide) => (size, slide),
+            Kind::Session(gap) => {
+                return match t.checked_add(gap) {
+                    Some(_) => Ok(()),
+                    None => Err(out_of_range(t)),
+                };
             }
-            Kind::Sliding(size, slide) => {
-                let mut s = t.div_euclid(slide).saturating_mul(slide);
-                while s.saturating_add(size) > t {
-                    out.push((s, s.saturating_add(size)));
-                    match s.checked_sub(slide) {
-                        Some(n) => s = n,
-                        None => break,
-                    }
-                }
+        };
+        let (t, size, slide) = (i128::from(t), i128::from(size), i128::from(slide));
+        let mut s = t.div_euclid(slide) * slide;
+        while s + size > t {
+            match (i64::try_from(s), i64::try_from(s + size)) {
+                (Ok(a), Ok(b)) => out.push((a, b)),
+                _ => return Err(out_of_range(i64::try_from(t).unwrap_or(0))),
             }
-            Kind::Session(_) => {}
+            s -= slide;
         }
+        Ok(())
     }
+}
+
+fn out_of_range(t: i64) -> String {
+    format!("event time {t} is too close to the end of the timestamp range: its window's bounds do not fit in a timestamp")
 }
 
 /// The most sliding windows one record may belong to (`size_ms / slide_ms`):
@@ -367,7 +378,10 @@ pub struct Sessions {
     pub key: Row,
     /// Live sessions, disjoint, in time order.
     pub live: Vec<Session>,
-    /// `window_end` of the latest fired session, while it can still matter.
+    /// `window_end` of the latest fired session. Kept while the job runs:
+    /// a live session can be extended backwards, record by record, until a
+    /// late record touches both it and a fired session, so no horizon makes
+    /// forgetting this safe. One i64 per key, not per session.
     pub fired_until: Option<i64>,
 }
 
@@ -428,7 +442,6 @@ impl Node for WindowNode {
             pending: BTreeMap::new(),
             stash: BTreeMap::new(),
             fires: BTreeMap::new(),
-            prunes: BTreeMap::new(),
         };
         builder.build(move |_caps| {
             let mut keybuf = Vec::new();
@@ -462,8 +475,11 @@ impl Node for WindowNode {
                         .or_insert_with(|| (caps(), PanePartials::default()));
                     for batch in data {
                         for rec in batch.drain(..) {
-                            op.node.kind.windows(rec.time, &mut wins);
                             let n = &op.node;
+                            if let Err(reason) = n.kind.windows(rec.time, &mut wins) {
+                                errors.push(rejected(&n.name, &reason, &n.encoder, &rec));
+                                continue;
+                            }
                             wins.retain(|&(_, end)| {
                                 !is_late(fire_epoch(end, n.lateness, n.epoch_ms), epoch)
                             });
@@ -484,17 +500,22 @@ impl Node for WindowNode {
                                     .or_insert_with(|| (n.key.values(&rec.row), Vec::new())),
                             };
                             for &(start, end) in &wins {
-                                let pos = match entry.1.iter().position(|p: &Pane| p.start == start)
+                                // Panes sorted by start: appending in the
+                                // common in-order case, a binary search always.
+                                let pos = match entry.1.binary_search_by_key(&start, |p: &Pane| p.start)
                                 {
-                                    Some(i) => i,
-                                    None => {
-                                        entry.1.push(Pane {
-                                            key: Row::new(),
-                                            start,
-                                            end,
-                                            accs: n.aggs.iter().map(Agg::empty).collect(),
-                                        });
-                                        entry.1.len() - 1
+                                    Ok(i) => i,
+                                    Err(i) => {
+                                        entry.1.insert(
+                                            i,
+                                            Pane {
+                                                key: Row::new(),
+                                                start,
+                                                end,
+                                                accs: n.aggs.iter().map(Agg::empty).collect(),
+                                            },
+                                        );
+                                        i
                                     }
                                 };
                                 for (acc, v) in entry.1[pos].accs.iter_mut().zip(&vals) {
@@ -615,9 +636,6 @@ struct WindowOp {
     /// Entries of sessions that were extended later are stale: a session
     /// fires only in the epoch its current end gives.
     fires: ByEpoch<Vec<(u32, Vec<u8>, i64)>>,
-    /// Per epoch, session keys whose `fired_until` may be forgotten once the
-    /// frontier passes it.
-    prunes: BTreeMap<u64, BTreeSet<(u32, Vec<u8>)>>,
 }
 
 fn first_key<T>(m: &BTreeMap<u64, T>) -> Option<u64> {
@@ -637,7 +655,6 @@ impl WindowOp {
                 first_key(&self.pending),
                 first_key(&self.stash),
                 first_key(&self.fires),
-                first_key(&self.prunes),
             ]
             .into_iter()
             .flatten()
@@ -655,8 +672,13 @@ impl WindowOp {
             if let Some((caps, wins)) = self.fires.remove(&e) {
                 self.fire(e, &caps, wins, out);
             }
-            if let Some(keys) = self.prunes.remove(&e) {
-                self.prune(e, keys);
+        }
+        // End of input: every window has fired and nothing can be late any
+        // more, so the sessions' fired_until marks are dropped too.
+        if frontier.frontier().is_empty() && !self.sessions.is_empty() {
+            let keys: Vec<(u32, Vec<u8>)> = self.sessions.iter().map(|(g, k, _)| (g, k.clone())).collect();
+            for (g, k) in keys {
+                self.sessions.delete(g, &k);
             }
         }
     }
@@ -809,12 +831,7 @@ impl WindowOp {
                     let s = ks.live.remove(i);
                     let end = s.last.saturating_add(gap);
                     ks.fired_until = Some(ks.fired_until.map_or(end, |f| f.max(end)));
-                    let r = self.node.result(&ks.key, s.start, end, &s.accs);
-                    // Forget fired_until once every record it could make late
-                    // is late anyway (its own session would have fired).
-                    let p = u64::try_from(self.node.session_fire(end, gap)).unwrap_or(0);
-                    self.prunes.entry(p).or_default().insert((group, sk));
-                    r
+                    self.node.result(&ks.key, s.start, end, &s.accs)
                 }
                 _ => {
                     let Some(p) = self.panes.delete(group, &sk) else {
@@ -837,33 +854,6 @@ impl WindowOp {
             out[ERRORS]
                 .session(caps.get(ERRORS))
                 .give_iterator(errors.into_iter());
-        }
-    }
-
-    fn prune(&mut self, e: u64, keys: BTreeSet<(u32, Vec<u8>)>) {
-        let Kind::Session(gap) = self.node.kind else {
-            return;
-        };
-        for (group, kb) in keys {
-            let Some(ks) = self.sessions.get(group, &kb) else {
-                continue;
-            };
-            let Some(fu) = ks.fired_until else { continue };
-            // Only if this is still the deadline of the current fired_until.
-            if u64::try_from(self.node.session_fire(fu, gap)).unwrap_or(0) > e {
-                continue;
-            }
-            let blocks = ks
-                .live
-                .first()
-                .is_some_and(|s| s.start.saturating_sub(gap) <= fu);
-            if ks.live.is_empty() {
-                self.sessions.delete(group, &kb);
-            } else if !blocks {
-                if let Some(ks) = self.sessions.get_mut(group, &kb) {
-                    ks.fired_until = None;
-                }
-            }
         }
     }
 }

@@ -334,3 +334,71 @@ fn aggregate_into_join_or_aggregate_warns() {
         r.stderr
     );
 }
+
+/// A windowed join sends a late record to `late` even when its key is null
+/// (it could never match, but it is still late data, not silently dropped).
+#[test]
+fn windowed_join_reports_late_records_with_null_keys() {
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "l.jsonl",
+        "{\"k\":1,\"t\":0}\n{\"k\":1,\"t\":5000}\n{\"k\":1,\"t\":100}\n{\"k\":null,\"t\":200}\n",
+    );
+    write(dir.path(), "r.jsonl", "{\"k\":1,\"t\":50}\n");
+    let graph = r#"{ "version": 1, "time": { "epoch_ms": 1000 },
+  "sources": {
+    "l": { "type": "file", "path": "l.jsonl", "schema": { "k": "int", "t": "timestamp" }, "event_time": { "field": "t" } },
+    "r": { "type": "file", "path": "r.jsonl", "schema": { "k": "int", "t": "timestamp" }, "event_time": { "field": "t" } }
+  },
+  "nodes": { "j": { "type": "join", "left": "l", "right": "r", "on": [["k", "k"]], "window": { "tumbling_ms": 1000 },
+                    "select": { "lt": "left.t", "rt": "right.t" } } },
+  "sinks": { "out": { "type": "stdout", "input": "j" },
+             "late": { "type": "file", "input": "j.late", "path": "late.jsonl" } } }"#;
+    for workers in ["1", "3"] {
+        let r = run_graph(dir.path(), graph, workers);
+        assert_eq!(r.stdout, "{\"lt\":0,\"rt\":50}\n");
+        assert_eq!(
+            read_text(&dir.path().join("late.jsonl")),
+            "{\"side\":\"left\",\"record\":{\"k\":1,\"t\":100}}\n{\"side\":\"left\",\"record\":{\"k\":null,\"t\":200}}\n"
+        );
+    }
+}
+
+/// Event times whose window bounds do not fit in a timestamp go to
+/// `errors` with the reason; nothing is clamped into a wrong window.
+#[test]
+fn windows_at_the_end_of_time_are_errors_not_wrong_windows() {
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "in.jsonl",
+        "{\"t\":9223372036854774000}\n{\"t\":9223372036854775807}\n",
+    );
+    let graph = r#"{ "version": 1, "time": { "epoch_ms": 1000 },
+  "sources": { "in": { "type": "file", "path": "in.jsonl", "schema": { "t": "timestamp" }, "event_time": { "field": "t" } } },
+  "nodes": {
+    "tum": { "type": "window", "input": "in", "window": { "tumbling_ms": 1000 }, "aggregate": { "n": "count(*)" } },
+    "sld": { "type": "window", "input": "in", "window": { "sliding": { "size_ms": 2500, "slide_ms": 1000 } }, "aggregate": { "n": "count(*)" } }
+  },
+  "sinks": { "a": { "type": "file", "input": "tum", "path": "tum.jsonl" },
+             "b": { "type": "file", "input": "sld", "path": "sld.jsonl" },
+             "ae": { "type": "file", "input": "tum.errors", "path": "tum_err.jsonl" },
+             "be": { "type": "file", "input": "sld.errors", "path": "sld_err.jsonl" },
+             "al": { "type": "null", "input": "tum.late" }, "bl": { "type": "null", "input": "sld.late" } } }"#;
+    run_graph(dir.path(), graph, "2");
+    assert_eq!(
+        read_text(&dir.path().join("tum.jsonl")),
+        "{\"window_start\":9223372036854774000,\"window_end\":9223372036854775000,\"n\":1}\n"
+    );
+    let tum = read_text(&dir.path().join("tum_err.jsonl"));
+    assert_eq!(tum.lines().count(), 1, "{tum}");
+    assert!(tum.contains("event time 9223372036854775807 is too close to the end of the timestamp range"), "{tum}");
+    // The first record's latest sliding window [..774000, ..776500) ends
+    // past the range too, so it is an error as well: a record is never
+    // half-counted.
+    let sld = read_text(&dir.path().join("sld_err.jsonl"));
+    assert_eq!(sld.lines().count(), 2, "{sld}");
+    assert!(sld.contains("event time 9223372036854774000 is too close"), "{sld}");
+    assert_eq!(read_text(&dir.path().join("sld.jsonl")), "");
+}

@@ -203,6 +203,23 @@ const CASES: &[Case] = &[
         want_late: "{\"k\":\"a\",\"t\":2900}\n",
     },
     Case {
+        // a's session {0} fires in epoch 3 (end 3000). Much later a new
+        // session {5000} opens; then 2500 arrives: it touches the live
+        // session (5000 - 3000 <= 2500) but also the fired one (2500 <=
+        // 3000), so it is late, and {5000} stays alone.
+        name: "touching a fired session is late even when it also touches a live one",
+        key: r#"["k"]"#,
+        window: r#"{"session": {"gap_ms": 3000}}"#,
+        lateness: 0,
+        max_out_of_order_ms: 0,
+        input: &[("a", 0), ("b", 7000), ("a", 5000), ("b", 8000), ("a", 2500)],
+        want: r#"{"k":"a","window_start":0,"window_end":3000,"n":1}
+{"k":"a","window_start":5000,"window_end":8000,"n":1}
+{"k":"b","window_start":7000,"window_end":11000,"n":2}
+"#,
+        want_late: "{\"k\":\"a\",\"t\":2500}\n",
+    },
+    Case {
         // Nothing moves the watermark past 10000: the window fires at end
         // of input.
         name: "end of input fires open windows",
