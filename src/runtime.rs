@@ -64,7 +64,14 @@ pub struct Shared {
     clock: EpochClock,
     /// Bytes of encoded output that sinks hold for epochs not yet complete.
     stashed: std::sync::atomic::AtomicI64,
+    /// Items keyed nodes hold for epochs not yet complete.
+    held: Vec<Arc<lockstep_state::StateGauge>>,
 }
+
+/// What one item a keyed node holds for an open epoch (a stashed record or
+/// a partial accumulator) is counted as against the stash budget: a rough
+/// size, since it only decides when sources slow down.
+pub const HELD_ITEM_BYTES: i64 = 128;
 
 impl Shared {
     /// Records a failure and stops the sources. The first failure is kept.
@@ -92,10 +99,13 @@ impl Shared {
         self.stashed.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Bytes held by sinks for open epochs (backpressure reads this; it
-    /// shapes timing only, never results).
+    /// Bytes held for open epochs by sinks, and (estimated) by keyed
+    /// nodes: backpressure reads this; it shapes timing only, never results.
     pub fn stashed(&self) -> i64 {
-        self.stashed.load(Ordering::Relaxed)
+        let held: i64 = self.held.iter().map(|g| g.keys()).sum();
+        self.stashed
+            .load(Ordering::Relaxed)
+            .saturating_add(held.saturating_mul(HELD_ITEM_BYTES))
     }
 
     /// Notes that partition `part` of source `source` moved to `epoch`.
@@ -271,9 +281,14 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
                 .flat_map(|(i, s)| (0..s.kind.partitions()).map(move |p| (i, p))),
         ),
         stashed: std::sync::atomic::AtomicI64::new(0),
+        held: graph
+            .nodes
+            .iter()
+            .filter_map(|n| n.node.held_gauge())
+            .collect(),
     });
     for n in &graph.nodes {
-        for g in n.node.state_gauges() {
+        for g in n.node.state_gauges().into_iter().chain(n.node.held_gauge()) {
             g.reset();
         }
     }

@@ -113,6 +113,7 @@ impl NodeConfig for AggregateConfig {
             key: KeyCols::new(key),
             aggs: aggs.into_iter().map(|(_, a)| a).collect(),
             gauge: StateGauge::new(),
+            held: StateGauge::new(),
         }))
     }
 }
@@ -127,6 +128,7 @@ pub struct AggregateNode {
     key: KeyCols,
     aggs: Vec<Agg>,
     gauge: Arc<StateGauge>,
+    held: Arc<StateGauge>,
 }
 
 /// A key's state: its values, accumulators, largest event time, and the
@@ -163,6 +165,10 @@ impl Node for AggregateNode {
         vec![Arc::clone(&self.gauge)]
     }
 
+    fn held_gauge(&self) -> Option<Arc<StateGauge>> {
+        Some(Arc::clone(&self.held))
+    }
+
     fn build<'s>(&self, scope: Scope<'s, u64>, mut inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
         let input = inputs.remove(0);
         let mut builder = OperatorBuilder::new(format!("aggregate {}", self.name), scope);
@@ -179,6 +185,7 @@ impl Node for AggregateNode {
         let key_encoder = self.key_encoder.clone();
         let key = self.key.clone();
         let aggs = self.aggs.clone();
+        let held = Arc::clone(&self.held);
         let mut state = KeyedState::new(&KEYS)
             .tracking(false)
             .with_gauge(Arc::clone(&self.gauge));
@@ -221,6 +228,7 @@ impl Node for AggregateNode {
                             let entry = match slot.1.get_mut(keybuf.as_slice()) {
                                 Some(e) => e,
                                 None => slot.1.entry(keybuf.clone()).or_insert_with(|| {
+                                    held.add(1);
                                     (
                                         key.values(&rec.row),
                                         aggs.iter().map(Agg::empty).collect(),
@@ -245,9 +253,10 @@ impl Node for AggregateNode {
                         break;
                     }
                     let (caps, keys) = entry.remove();
+                    held.add(-i64::try_from(keys.len()).unwrap_or(0));
                     let mut updates = Vec::new();
                     let mut errors = Vec::new();
-                    for (kb, (kv, partial, time)) in keyed::sorted(keys) {
+                    for (kb, (kv, partial, time)) in keys {
                         let group = key.group(&kb);
                         let mut partial = Some(partial);
                         let (ka, _) = state.entry(group, kb, || KeyAgg {

@@ -298,6 +298,7 @@ impl NodeConfig for JoinConfig {
             window: self.window.and_then(|w| i64::try_from(w.tumbling_ms).ok()),
             epoch_ms,
             gauge: StateGauge::new(),
+            held: StateGauge::new(),
         }))
     }
 }
@@ -315,6 +316,7 @@ pub struct JoinNode {
     window: Option<i64>,
     epoch_ms: u64,
     gauge: Arc<StateGauge>,
+    held: Arc<StateGauge>,
 }
 
 /// The schema of a windowed join's `late` port.
@@ -429,6 +431,10 @@ impl Node for JoinNode {
         vec![Arc::clone(&self.gauge)]
     }
 
+    fn held_gauge(&self) -> Option<Arc<StateGauge>> {
+        Some(Arc::clone(&self.held))
+    }
+
     #[allow(clippy::too_many_lines)]
     fn build<'s>(&self, scope: Scope<'s, u64>, mut inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
         let right_in = inputs.remove(1);
@@ -457,6 +463,7 @@ impl Node for JoinNode {
         let keys = self.keys.clone();
         let encoders = self.encoders.clone();
         let epoch_ms = self.epoch_ms;
+        let held = Arc::clone(&self.held);
         let mut sides = KeyedState::new(&SIDES)
             .tracking(false)
             .with_gauge(Arc::clone(&self.gauge));
@@ -484,6 +491,7 @@ impl Node for JoinNode {
                         });
                         let mut late = Vec::new();
                         let mut errors = Vec::new();
+                        let mut added = 0i64;
                         for batch in data {
                             for rec in batch.drain(..) {
                                 let mut win = None;
@@ -515,8 +523,10 @@ impl Node for JoinNode {
                                     .or_insert_with(|| (group, [Vec::new(), Vec::new()]))
                                     .1[side]
                                     .push(rec);
+                                added += 1;
                             }
                         }
+                        held.add(added);
                         if !late.is_empty() {
                             handles[LATE].session(&cap).give_iterator(late.into_iter());
                         }
@@ -535,10 +545,12 @@ impl Node for JoinNode {
                         break;
                     }
                     if let Some((caps, groups)) = stash.remove(&e) {
+                        let n: usize = groups.values().map(|(_, [l, r])| l.len() + r.len()).sum();
+                        held.add(-i64::try_from(n).unwrap_or(0));
                         size_hint = groups.len();
                         let mut results = Vec::new();
                         let mut errors = Vec::new();
-                        for (sk, (group, [mut nl, mut nr])) in keyed::sorted(groups) {
+                        for (sk, (group, [mut nl, mut nr])) in groups {
                             sort_recs(&mut nl);
                             sort_recs(&mut nr);
                             let win = sh.window.map(|size| {

@@ -125,6 +125,18 @@ pub fn unknown_field(name: &str, schema: &Schema) -> String {
 /// `ceil((end + lateness) / E) - 1`. Negative when every record is late for
 /// it (epochs start at 0).
 pub fn fire_epoch(end: i64, lateness: u64, epoch_ms: u64) -> i64 {
+    // In range (all but extreme times): i64 arithmetic.
+    if let (Ok(l), Ok(e)) = (i64::try_from(lateness), i64::try_from(epoch_ms.max(1))) {
+        if let Some(x) = end.checked_add(l) {
+            if let Some(f) = x
+                .div_euclid(e)
+                .checked_add(i64::from(x.rem_euclid(e) != 0))
+                .and_then(|c| c.checked_sub(1))
+            {
+                return f;
+            }
+        }
+    }
     let e = i128::from(epoch_ms.max(1));
     let x = i128::from(end) + i128::from(lateness);
     // ceil(x / e) for any sign of x.
@@ -177,16 +189,15 @@ impl Caps {
     }
 }
 
-/// A map for per-epoch partials, keyed by key bytes: fast, with a fixed
-/// seed; drained through [`sorted`] so its iteration order never matters.
+/// A map for per-epoch partials, keyed by key bytes: fast, with a fixed seed.
+///
+/// Its iteration order decides only the order in which an operator applies
+/// an epoch's keys and emits their results — never a result: each key's
+/// state changes once per epoch, independently of the others, and the
+/// state's tables are ordered maps; and no output depends on emission order
+/// within an epoch, since sinks sort each epoch by the total order and
+/// order-sensitive operators sort their stash before use.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
-
-/// Drains a [`FastMap`] in key order.
-pub fn sorted<K: Ord, V>(m: FastMap<K, V>) -> Vec<(K, V)> {
-    let mut v: Vec<(K, V)> = m.into_iter().collect();
-    v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    v
-}
 
 /// Epoch-indexed work: an entry per epoch that still has something to do
 /// once the input frontier passes it, each holding that epoch's capabilities.
@@ -199,3 +210,46 @@ pub fn bounds(start: i64, end: i64) -> [Value; 2] {
 
 /// The output type of `window_start` and `window_end`.
 pub const BOUND_TYPE: Type = Type::Timestamp;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fire_epoch_is_the_ceiling_rule_everywhere() {
+        let reference = |end: i64, l: u64, e: u64| -> i64 {
+            let x = i128::from(end) + i128::from(l);
+            let e = i128::from(e);
+            let c = if x >= 0 { (x + e - 1) / e } else { -((-x) / e) };
+            i64::try_from(c - 1).unwrap_or(if c > 0 { i64::MAX } else { i64::MIN })
+        };
+        for end in [
+            i64::MIN,
+            -5001,
+            -5000,
+            -4999,
+            -1,
+            0,
+            1,
+            999,
+            1000,
+            1001,
+            2000,
+            i64::MAX - 1,
+            i64::MAX,
+        ] {
+            for l in [0u64, 1, 999, 1000, u64::MAX] {
+                for e in [1u64, 7, 1000, u64::MAX] {
+                    assert_eq!(
+                        fire_epoch(end, l, e),
+                        reference(end, l, e),
+                        "end {end} lateness {l} E {e}"
+                    );
+                }
+            }
+        }
+        assert_eq!(fire_epoch(1000, 0, 1000), 0);
+        assert_eq!(fire_epoch(1001, 0, 1000), 1);
+        assert_eq!(fire_epoch(0, 0, 1000), -1);
+    }
+}

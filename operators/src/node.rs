@@ -104,6 +104,13 @@ pub trait Node: Send + Sync + Debug {
     fn state_gauges(&self) -> Vec<Arc<lockstep_state::StateGauge>> {
         Vec::new()
     }
+    /// The counter of items (stashed records, partial accumulators) it holds
+    /// for epochs the frontier has not passed yet, summed over this
+    /// process's workers. Sources slow down when such items pile up
+    /// (backpressure: it shapes timing, never results).
+    fn held_gauge(&self) -> Option<Arc<lockstep_state::StateGauge>> {
+        None
+    }
 }
 
 /// The schema of the source `in` that every registry example reads.

@@ -321,6 +321,7 @@ impl NodeConfig for WindowConfig {
             lateness: self.allowed_lateness_ms,
             epoch_ms,
             gauge: StateGauge::new(),
+            held: StateGauge::new(),
         }))
     }
 }
@@ -339,6 +340,7 @@ pub struct WindowNode {
     lateness: u64,
     epoch_ms: u64,
     gauge: Arc<StateGauge>,
+    held: Arc<StateGauge>,
 }
 
 const MAIN: usize = 0;
@@ -411,6 +413,10 @@ impl Node for WindowNode {
         vec![Arc::clone(&self.gauge)]
     }
 
+    fn held_gauge(&self) -> Option<Arc<StateGauge>> {
+        Some(Arc::clone(&self.held))
+    }
+
     fn build<'s>(&self, scope: Scope<'s, u64>, mut inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
         let input = inputs.remove(0);
         let mut builder = OperatorBuilder::new(format!("window {}", self.name), scope);
@@ -442,6 +448,7 @@ impl Node for WindowNode {
             pending: BTreeMap::new(),
             stash: BTreeMap::new(),
             fires: BTreeMap::new(),
+            held: Arc::clone(&self.held),
         };
         builder.build(move |_caps| {
             let mut keybuf = Vec::new();
@@ -459,16 +466,20 @@ impl Node for WindowNode {
                             .stash
                             .entry(epoch)
                             .or_insert_with(|| (caps(), Vec::new()));
+                        let before = slot.1.len();
                         for batch in data {
                             for rec in batch.drain(..) {
                                 op.node.key.encode(&rec.row, &mut keybuf);
                                 slot.1.push((keybuf.clone(), rec));
                             }
                         }
+                        op.held
+                            .add(i64::try_from(slot.1.len() - before).unwrap_or(0));
                         return;
                     }
                     let mut late = Vec::new();
                     let mut errors = Vec::new();
+                    let mut created = 0i64;
                     let slot = op
                         .pending
                         .entry(epoch)
@@ -502,10 +513,13 @@ impl Node for WindowNode {
                             for &(start, end) in &wins {
                                 // Panes sorted by start: appending in the
                                 // common in-order case, a binary search always.
-                                let pos = match entry.1.binary_search_by_key(&start, |p: &Pane| p.start)
+                                let pos = match entry
+                                    .1
+                                    .binary_search_by_key(&start, |p: &Pane| p.start)
                                 {
                                     Ok(i) => i,
                                     Err(i) => {
+                                        created += 1;
                                         entry.1.insert(
                                             i,
                                             Pane {
@@ -524,6 +538,7 @@ impl Node for WindowNode {
                             }
                         }
                     }
+                    op.held.add(created);
                     if !late.is_empty() {
                         handles[LATE].session(&cap).give_iterator(late.into_iter());
                     }
@@ -636,6 +651,8 @@ struct WindowOp {
     /// Entries of sessions that were extended later are stale: a session
     /// fires only in the epoch its current end gives.
     fires: ByEpoch<Vec<(u32, Vec<u8>, i64)>>,
+    /// Items held for open epochs (backpressure).
+    held: Arc<StateGauge>,
 }
 
 fn first_key<T>(m: &BTreeMap<u64, T>) -> Option<u64> {
@@ -664,9 +681,12 @@ impl WindowOp {
                 break;
             }
             if let Some((caps, keys)) = self.pending.remove(&e) {
+                let n: usize = keys.values().map(|(_, parts)| parts.len()).sum();
+                self.held.add(-i64::try_from(n).unwrap_or(0));
                 self.apply_panes(e, &caps, keys);
             }
             if let Some((caps, recs)) = self.stash.remove(&e) {
+                self.held.add(-i64::try_from(recs.len()).unwrap_or(0));
                 self.apply_sessions(e, &caps, recs, out);
             }
             if let Some((caps, wins)) = self.fires.remove(&e) {
@@ -676,7 +696,11 @@ impl WindowOp {
         // End of input: every window has fired and nothing can be late any
         // more, so the sessions' fired_until marks are dropped too.
         if frontier.frontier().is_empty() && !self.sessions.is_empty() {
-            let keys: Vec<(u32, Vec<u8>)> = self.sessions.iter().map(|(g, k, _)| (g, k.clone())).collect();
+            let keys: Vec<(u32, Vec<u8>)> = self
+                .sessions
+                .iter()
+                .map(|(g, k, _)| (g, k.clone()))
+                .collect();
             for (g, k) in keys {
                 self.sessions.delete(g, &k);
             }
@@ -694,7 +718,7 @@ impl WindowOp {
     }
 
     fn apply_panes(&mut self, _e: u64, caps: &Caps, keys: PanePartials) {
-        for (kb, (key, parts)) in keyed::sorted(keys) {
+        for (kb, (key, parts)) in keys {
             let group = self.node.key.group(&kb);
             for part in parts {
                 let sk = pane_key(&kb, part.start);

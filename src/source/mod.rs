@@ -34,12 +34,14 @@ use crate::runtime::{Shared, SourceMetrics};
 use reader::{FilePart, GeneratorReader, Item, NexmarkReader, PartitionReader, TextReader};
 
 /// How many epochs a source may run ahead of the sinks' frontier while the
-/// sinks hold [`STASH_BUDGET`] bytes or more for open epochs.
+/// sinks and keyed nodes hold [`STASH_BUDGET`] bytes or more for open epochs.
 pub const MAX_EPOCHS_AHEAD: u64 = 16;
 
-/// Below this many bytes of output held by sinks for open epochs, sources may
-/// run ahead any number of epochs (a selective job over a file split into
-/// time ranges then reads all ranges at once).
+/// Below this many bytes held for open epochs — output held by sinks, and
+/// records and partial accumulators held by keyed nodes (counted as
+/// [`crate::runtime::HELD_ITEM_BYTES`] each) — sources may run ahead any
+/// number of epochs (a selective job over a file split into time ranges then
+/// reads all ranges at once).
 pub const STASH_BUDGET: i64 = 16 << 20;
 
 /// Items read per scheduling of a source operator before it yields.
