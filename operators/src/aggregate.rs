@@ -193,6 +193,9 @@ impl Node for AggregateNode {
             // Per open epoch: per key bytes, the key, partial accumulators and
             // the largest event time.
             let mut pending: ByEpoch<Partials> = BTreeMap::new();
+            // Emptied per-epoch maps, reused (a fresh map per epoch made the
+            // allocator fault in fresh pages all the time).
+            let mut spare: Vec<Partials> = Vec::new();
             let mut keybuf = Vec::new();
             move |frontiers| {
                 let mut handles: Vec<_> = outs.iter_mut().map(OutputBuilder::activate).collect();
@@ -202,7 +205,7 @@ impl Node for AggregateNode {
                     let slot = pending.entry(epoch).or_insert_with(|| {
                         (
                             Caps::new(ports.iter().filter_map(|&p| cap.retain_least(p)).collect()),
-                            Partials::default(),
+                            spare.pop().unwrap_or_default(),
                         )
                     });
                     let mut errors = Vec::new();
@@ -252,11 +255,11 @@ impl Node for AggregateNode {
                     if frontiers[0].less_equal(entry.key()) {
                         break;
                     }
-                    let (caps, keys) = entry.remove();
+                    let (caps, mut keys) = entry.remove();
                     held.add(-i64::try_from(keys.len()).unwrap_or(0));
                     let mut updates = Vec::new();
                     let mut errors = Vec::new();
-                    for (kb, (kv, partial, time)) in keys {
+                    for (kb, (kv, partial, time)) in keys.drain() {
                         let group = key.group(&kb);
                         let mut partial = Some(partial);
                         let (ka, _) = state.entry(group, kb, || KeyAgg {
@@ -301,6 +304,9 @@ impl Node for AggregateNode {
                                 });
                             }
                         }
+                    }
+                    if spare.len() < 2 {
+                        spare.push(keys);
                     }
                     if !updates.is_empty() {
                         handles[MAIN]

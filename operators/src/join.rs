@@ -470,6 +470,9 @@ impl Node for JoinNode {
         builder.build(move |_caps| {
             let mut stash: ByEpoch<Stash> = BTreeMap::new();
             let mut size_hint = 0usize;
+            // Emptied per-epoch maps, reused (a fresh map per epoch made the
+            // allocator fault in fresh pages all the time).
+            let mut spare: Vec<Stash> = Vec::new();
             // Windowed: per fire epoch, the state keys whose window fires then.
             let mut fires: ByEpoch<Vec<(u32, Vec<u8>)>> = BTreeMap::new();
             let mut keybuf = Vec::new();
@@ -486,7 +489,9 @@ impl Node for JoinNode {
                                     ports.iter().filter_map(|&p| cap.retain_least(p)).collect(),
                                 ),
                                 // Sized like the last epoch's: no rehashing as it fills.
-                                Stash::with_capacity_and_hasher(size_hint, Default::default()),
+                                spare.pop().unwrap_or_else(|| {
+                                    Stash::with_capacity_and_hasher(size_hint, Default::default())
+                                }),
                             )
                         });
                         let mut late = Vec::new();
@@ -544,13 +549,13 @@ impl Node for JoinNode {
                     if frontiers[0].less_equal(&e) || frontiers[1].less_equal(&e) {
                         break;
                     }
-                    if let Some((caps, groups)) = stash.remove(&e) {
+                    if let Some((caps, mut groups)) = stash.remove(&e) {
                         let n: usize = groups.values().map(|(_, [l, r])| l.len() + r.len()).sum();
                         held.add(-i64::try_from(n).unwrap_or(0));
                         size_hint = groups.len();
                         let mut results = Vec::new();
                         let mut errors = Vec::new();
-                        for (sk, (group, [mut nl, mut nr])) in groups {
+                        for (sk, (group, [mut nl, mut nr])) in groups.drain() {
                             sort_recs(&mut nl);
                             sort_recs(&mut nr);
                             let win = sh.window.map(|size| {
@@ -598,6 +603,9 @@ impl Node for JoinNode {
                                 .session(caps.get(ERRORS))
                                 .give_iterator(errors.into_iter());
                         }
+                        if spare.len() < 2 {
+                            spare.push(groups);
+                        }
                     }
                     if let Some((_caps, done)) = fires.remove(&e) {
                         for (group, sk) in done {
@@ -614,6 +622,10 @@ impl Node for JoinNode {
 /// Appends sorted `new` to sorted `all`, keeping the order.
 fn merge_sorted(all: &mut Vec<Rec>, new: Vec<Rec>) {
     if new.is_empty() {
+        return;
+    }
+    if all.is_empty() {
+        *all = new;
         return;
     }
     let in_order = match (all.last(), new.first()) {

@@ -449,6 +449,7 @@ impl Node for WindowNode {
             stash: BTreeMap::new(),
             fires: BTreeMap::new(),
             held: Arc::clone(&self.held),
+            spare: Vec::new(),
         };
         builder.build(move |_caps| {
             let mut keybuf = Vec::new();
@@ -483,7 +484,7 @@ impl Node for WindowNode {
                     let slot = op
                         .pending
                         .entry(epoch)
-                        .or_insert_with(|| (caps(), PanePartials::default()));
+                        .or_insert_with(|| (caps(), op.spare.pop().unwrap_or_default()));
                     for batch in data {
                         for rec in batch.drain(..) {
                             let n = &op.node;
@@ -653,6 +654,9 @@ struct WindowOp {
     fires: ByEpoch<Vec<(u32, Vec<u8>, i64)>>,
     /// Items held for open epochs (backpressure).
     held: Arc<StateGauge>,
+    /// Emptied per-epoch maps, reused: allocating and growing a fresh map
+    /// per epoch made the allocator fault fresh pages in all the time.
+    spare: Vec<PanePartials>,
 }
 
 fn first_key<T>(m: &BTreeMap<u64, T>) -> Option<u64> {
@@ -717,8 +721,8 @@ impl WindowOp {
             .push(at);
     }
 
-    fn apply_panes(&mut self, _e: u64, caps: &Caps, keys: PanePartials) {
-        for (kb, (key, parts)) in keys {
+    fn apply_panes(&mut self, _e: u64, caps: &Caps, mut keys: PanePartials) {
+        for (kb, (key, parts)) in keys.drain() {
             let group = self.node.key.group(&kb);
             for part in parts {
                 let sk = pane_key(&kb, part.start);
@@ -740,6 +744,10 @@ impl WindowOp {
                     self.schedule(f, caps, (group, sk, start));
                 }
             }
+        }
+        // The emptied map keeps its capacity for a later epoch.
+        if self.spare.len() < 2 {
+            self.spare.push(keys);
         }
     }
 

@@ -1,6 +1,7 @@
 //! Typed state handles and in-memory keyed state with per-epoch change tracking.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -84,21 +85,26 @@ impl StateGauge {
 /// changed, in a deterministic order. Without a checkpoint to feed, tracking
 /// is off and costs nothing.
 #[derive(Debug)]
-pub struct KeyedState<K: Ord + Clone, V: Clone> {
+pub struct KeyedState<K: Ord + Hash + Clone, V: Clone> {
     name: &'static str,
-    groups: BTreeMap<u32, BTreeMap<K, V>>,
+    /// Hash maps: lookups are what operators do per record; the few
+    /// callers that need order (`iter`, `key_groups`, `take_changes`) sort.
+    groups: HashMap<u32, HashMap<K, V, Fixed>, Fixed>,
     dirty: BTreeSet<(u32, K)>,
     tracking: bool,
     len: usize,
     gauge: Option<Arc<StateGauge>>,
 }
 
-impl<K: Ord + Clone, V: Clone> KeyedState<K, V> {
+/// The fixed-seed hasher of the in-memory tables.
+type Fixed = foldhash::fast::FixedState;
+
+impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
     /// Empty state for a declared table, with change tracking on.
     pub fn new(def: &StateDef<K, V>) -> Self {
         KeyedState {
             name: def.name(),
-            groups: BTreeMap::new(),
+            groups: HashMap::default(),
             dirty: BTreeSet::new(),
             tracking: true,
             len: 0,
@@ -149,8 +155,8 @@ impl<K: Ord + Clone, V: Clone> KeyedState<K, V> {
         }
         let g = self.groups.entry(group).or_default();
         match g.entry(key) {
-            std::collections::btree_map::Entry::Occupied(o) => (o.into_mut(), false),
-            std::collections::btree_map::Entry::Vacant(v) => {
+            std::collections::hash_map::Entry::Occupied(o) => (o.into_mut(), false),
+            std::collections::hash_map::Entry::Vacant(v) => {
                 self.len += 1;
                 if let Some(gauge) = &self.gauge {
                     gauge.add(1);
@@ -205,11 +211,10 @@ impl<K: Ord + Clone, V: Clone> KeyedState<K, V> {
 
     /// Removes `key`; returns its old value.
     pub fn delete(&mut self, group: u32, key: &K) -> Option<V> {
-        let g = self.groups.get_mut(&group)?;
-        let old = g.remove(key)?;
-        if g.is_empty() {
-            self.groups.remove(&group);
-        }
+        // An emptied group keeps its map (and its capacity): windows empty
+        // and refill the same groups all the time, and dropping the map made
+        // every refill allocate and grow it again.
+        let old = self.groups.get_mut(&group)?.remove(key)?;
         self.len -= 1;
         self.counted(-1);
         self.mark(group, key);
@@ -228,14 +233,25 @@ impl<K: Ord + Clone, V: Clone> KeyedState<K, V> {
 
     /// The key groups that hold at least one key, in order.
     pub fn key_groups(&self) -> impl Iterator<Item = u32> + '_ {
-        self.groups.keys().copied()
+        let mut g: Vec<u32> = self
+            .groups
+            .iter()
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(g, _)| *g)
+            .collect();
+        g.sort_unstable();
+        g.into_iter()
     }
 
     /// Every `(group, key, value)`, in key-group and key order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &K, &V)> {
-        self.groups
+        let mut all: Vec<(u32, &K, &V)> = self
+            .groups
             .iter()
             .flat_map(|(g, m)| m.iter().map(move |(k, v)| (*g, k, v)))
+            .collect();
+        all.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        all.into_iter()
     }
 
     /// The net change of every key written since the last call, in key-group
@@ -259,6 +275,7 @@ impl<K: Ord + Clone, V: Clone> KeyedState<K, V> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     const T: StateDef<u16, u32> = StateDef::new("t");
 
