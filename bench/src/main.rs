@@ -5,12 +5,14 @@
 //! cargo run --release -p lockstep-bench              # the full set (10M Nexmark events)
 //! cargo run --release -p lockstep-bench -- --quick   # a small smoke run
 //! cargo run --release -p lockstep-bench -- --rss     # q1 at 10M and 100M events: is memory flat?
+//! cargo run --release -p lockstep-bench -- --help    # every flag
 //! ```
 //!
 //! Every measurement runs in a child process of its own, so that its peak
 //! RSS (`VmHWM`) is its own. Figures go to stdout as a table.
 
 mod baseline;
+mod stateful;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +22,11 @@ use std::time::Instant;
 use serde_json::json;
 
 use lockstep::{GraphBuilder, Registry, RunOptions};
+
+/// Both sides run on mimalloc, the allocator the `lockstep` binary ships
+/// with, so that the ratio measures the engine, not two allocators.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// What one child process measured.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -97,6 +104,52 @@ fn file_job_graph(file: &Path, out_dir: &Path) -> lockstep::Graph {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The windowed twin of the file job: bids per auction per 10 s tumbling
+/// window over the same file, to a `null` sink.
+fn file_window_graph(file: &Path) -> lockstep::Graph {
+    GraphBuilder::new("file-window")
+        .epoch_ms(1000)
+        .source(
+            "bids",
+            json!({"type": "file", "path": file, "split": 2,
+                   "schema": {"auction": "int", "bidder": "int", "price": "int", "channel": "string", "date_time": "timestamp", "extra": "string"},
+                   "event_time": {"field": "date_time"}}),
+        )
+        .node("w", json!({"type": "window", "input": "bids", "key": ["auction"],
+               "window": {"tumbling_ms": 10000}, "allowed_lateness_ms": 0,
+               "aggregate": {"n": "count(*)"}}))
+        .sink("out", json!({"type": "null", "input": "w"}))
+        .build(&Registry::builtin())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The graphs of `examples/nexmark` for the stateful queries.
+fn nexmark_example(query: &str) -> &'static str {
+    match query {
+        "q3" => include_str!("../../examples/nexmark/q3.json"),
+        "q5" => include_str!("../../examples/nexmark/q5.json"),
+        "q7" => include_str!("../../examples/nexmark/q7.json"),
+        "q8" => include_str!("../../examples/nexmark/q8.json"),
+        "q11" => include_str!("../../examples/nexmark/q11.json"),
+        other => panic!("unknown query {other}"),
+    }
+}
+
+/// A graph of `examples/nexmark` with every source's `count` set to
+/// `events` and a `null` sink in place of each file sink.
+fn nexmark_example_graph(query: &str, events: u64) -> lockstep::Graph {
+    let mut g: serde_json::Value =
+        serde_json::from_str(nexmark_example(query)).expect("example graph");
+    for source in g["sources"].as_object_mut().expect("sources").values_mut() {
+        source["count"] = json!(events);
+    }
+    for sink in g["sinks"].as_object_mut().expect("sinks").values_mut() {
+        *sink = json!({"type": "null", "input": sink["input"].clone()});
+    }
+    lockstep::Graph::from_json_str(&g.to_string(), query, Path::new("."), &Registry::builtin())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn nexmark_graph(query: &str, events: u64) -> lockstep::Graph {
     let b = GraphBuilder::new(query)
         .epoch_ms(1000)
@@ -109,11 +162,23 @@ fn nexmark_graph(query: &str, events: u64) -> lockstep::Graph {
                 .node("q", json!({"type": "map", "input": "f", "select": {"auction": "auction", "price": "price"}})),
             "q",
         ),
-        other => panic!("unknown query {other}"),
+        other => return nexmark_example_graph(other, events),
     };
     b.sink("out", json!({"type": "null", "input": last}))
         .build(&Registry::builtin())
         .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What a lockstep run measured: (records read by all sources, records
+/// written, epoch latency p50 and p99).
+fn lockstep_run(graph: lockstep::Graph, workers: usize) -> (u64, u64, Option<f64>, Option<f64>) {
+    let s = lockstep::run(Arc::new(graph), &RunOptions { workers }).expect("run");
+    (
+        s.sources.iter().map(|(_, r, _)| r).sum(),
+        s.sinks[0].1,
+        s.epoch_latency_ms(0.5),
+        s.epoch_latency_ms(0.99),
+    )
 }
 
 /// Child process: run one measurement and print it as JSON.
@@ -129,17 +194,7 @@ fn child(args: &[String]) {
         ("file", "lockstep") => {
             let file = bids_file(n);
             let dir = tempfile::tempdir().expect("tmp");
-            let s = lockstep::run(
-                Arc::new(file_job_graph(&file, dir.path())),
-                &RunOptions { workers },
-            )
-            .expect("run");
-            (
-                s.sources[0].1,
-                s.sinks[0].1,
-                s.epoch_latency_ms(0.5),
-                s.epoch_latency_ms(0.99),
-            )
+            lockstep_run(file_job_graph(&file, dir.path()), workers)
         }
         ("file", "timely") => {
             let file = bids_file(n);
@@ -147,18 +202,18 @@ fn child(args: &[String]) {
             let (r, o) = baseline::file_job(&file, &dir.path().join("out.jsonl"), workers);
             (r, o, None, None)
         }
-        (q, "lockstep") => {
-            let s =
-                lockstep::run(Arc::new(nexmark_graph(q, n)), &RunOptions { workers }).expect("run");
-            (
-                s.sources[0].1,
-                s.sinks[0].1,
-                s.epoch_latency_ms(0.5),
-                s.epoch_latency_ms(0.99),
-            )
+        ("file-win", "lockstep") => lockstep_run(file_window_graph(&bids_file(n)), workers),
+        ("file-win", "timely") => {
+            let (r, o) = stateful::file_windowed(&bids_file(n), workers);
+            (r, o, None, None)
         }
+        (q, "lockstep") => lockstep_run(nexmark_graph(q, n), workers),
         (q, "timely") => {
-            let (r, o) = baseline::nexmark(q, n, workers);
+            let (r, o) = match q {
+                "q5" => stateful::q5(n, workers),
+                "q7" => stateful::q7(n, workers),
+                _ => baseline::nexmark(q, n, workers),
+            };
             (r, o, None, None)
         }
         _ => panic!("bad child args {args:?}"),
@@ -186,11 +241,23 @@ fn best(runs: Vec<Measured>) -> Measured {
     best
 }
 
-/// Runs per figure.
+/// Runs per figure, unless `--repeat` says otherwise.
 const REPEAT: usize = 3;
 
+/// The jobs that have a hand-written timely program beside them.
+fn has_baseline(job: &str) -> bool {
+    !matches!(job, "q3" | "q8" | "q11")
+}
+
 fn measure_once(job: &str, imp: &str, workers: usize, n: u64) -> Measured {
-    let exe = std::env::current_exe().expect("exe");
+    // This very binary, even if a build has replaced the file meanwhile, so
+    // that all figures of one run come from the same code.
+    let exe = Path::new("/proc/self/exe");
+    let exe = if exe.exists() {
+        exe.to_path_buf()
+    } else {
+        std::env::current_exe().expect("exe")
+    };
     let out = Command::new(exe)
         .args(["--child", job, imp, &workers.to_string(), &n.to_string()])
         .output()
@@ -203,46 +270,93 @@ fn measure_once(job: &str, imp: &str, workers: usize, n: u64) -> Measured {
     serde_json::from_slice(&out.stdout).expect("child output")
 }
 
-fn row(job: &str, workers: usize, n: u64) {
+#[allow(clippy::cast_precision_loss)]
+fn row(job: &str, workers: usize, n: u64, repeat: usize) {
     // Alternate the two sides, so that the machine's drift over minutes
     // affects both alike.
+    let baseline = has_baseline(job);
     let (mut ls, mut ts) = (Vec::new(), Vec::new());
-    for _ in 0..REPEAT {
+    for _ in 0..repeat {
         ls.push(measure_once(job, "lockstep", workers, n));
-        ts.push(measure_once(job, "timely", workers, n));
+        if baseline {
+            ts.push(measure_once(job, "timely", workers, n));
+        }
     }
-    let (l, t) = (best(ls), best(ts));
-    assert_eq!(
-        l.records, t.records,
-        "{job}: both sides must read the same records"
-    );
-    assert_eq!(
-        l.output, t.output,
-        "{job}: both sides must produce the same number of records"
-    );
-    #[allow(clippy::cast_precision_loss)]
+    let l = best(ls);
+    let t = baseline.then(|| best(ts));
+    if let Some(t) = &t {
+        assert_eq!(
+            l.records, t.records,
+            "{job}: both sides must read the same records"
+        );
+        assert_eq!(
+            l.output, t.output,
+            "{job}: both sides must produce the same number of records (lockstep {}, hand-written {})",
+            l.output, t.output
+        );
+    }
     let per = |m: &Measured| m.records as f64 / m.seconds / workers as f64;
     let lat = match (l.epoch_latency_p50_ms, l.epoch_latency_p99_ms) {
         (Some(a), Some(b)) => format!("{a:.1}/{b:.1}"),
         _ => "-".to_string(),
     };
-    // Nexmark jobs also in Nexmark events (all event numbers the source
-    // covered, of which it emits the bids) per second per worker.
-    #[allow(clippy::cast_precision_loss)]
-    let events = if job == "file" {
+    // Nexmark jobs also in Nexmark events (all event numbers the sources
+    // covered, of which they emit those of their types) per second per
+    // worker.
+    let events = if job.starts_with("file") {
         "-".to_string()
     } else {
         format!("{:.2}M", n as f64 / l.seconds / workers as f64 / 1e6)
     };
+    let mib = |m: &Measured| format!("{:.1}", m.peak_rss_kib as f64 / 1024.0);
+    let (timely, ratio, rss_t, out_t) = match &t {
+        Some(t) => (
+            format!("{:.2}M", per(t) / 1e6),
+            format!("{:.2}", per(&l) / per(t)),
+            mib(t),
+            t.output.to_string(),
+        ),
+        None => ("-".into(), "-".into(), "-".into(), "-".into()),
+    };
     println!(
-        "| {job:<8} | {workers} | {:>11} | {:>9.2}M | {:>9.2}M | {:>5.2} | {events:>8} | {:>6.1} | {:>6.1} | {lat:>11} |",
+        "| {job:<8} | {workers} | {:>11} | {:>9.2}M | {timely:>10} | {ratio:>5} | {events:>8} | {:>6} | {rss_t:>6} | {lat:>11} | {:>9} | {out_t:>9} |",
         l.records,
         per(&l) / 1e6,
-        per(&t) / 1e6,
-        per(&l) / per(&t),
-        l.peak_rss_kib as f64 / 1024.0,
-        t.peak_rss_kib as f64 / 1024.0,
+        mib(&l),
+        l.output,
     );
+}
+
+const HELP: &str = "\
+lockstep-bench: lockstep jobs beside hand-written timely programs
+
+usage: lockstep-bench [--quick] [--rss] [--only JOBS] [--repeat N] [--events N]
+
+  (no flags)    the full set: file, file-win (2M bids) and Nexmark q0 q1 q2 q3 q5
+                q7 q8 q11 (10M events), at 1 and 2 workers, best of 3
+  --quick       small inputs (200K bids, 1M events): a smoke run
+  --rss         q1 at 10M and 100M events, 1 worker: is memory flat?
+  --only JOBS   only these jobs, comma-separated (e.g. --only q5,q7)
+  --repeat N    runs per figure (default 3); the best counts
+  --events N    Nexmark events per job (default 10M, 1M with --quick)
+  --help        this text
+
+Each run is a child process of its own; lockstep and hand-written runs
+alternate. Throughput is records (or Nexmark events) per second per worker;
+ratio is lockstep / hand-written; RSS is peak resident memory in MiB; out is
+the number of records each side wrote (they must be equal).";
+
+/// All jobs, in table order.
+const JOBS: &[&str] = &[
+    "file", "file-win", "q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11",
+];
+
+fn flag_value(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).map(|i| {
+        args.get(i + 1)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} needs a value"))
+    })
 }
 
 fn main() {
@@ -251,30 +365,63 @@ fn main() {
         child(&args[1..]);
         return;
     }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{HELP}");
+        return;
+    }
+    let known = ["--quick", "--rss", "--only", "--repeat", "--events"];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        assert!(known.contains(&a.as_str()), "unknown flag {a} (see --help)");
+        if matches!(a.as_str(), "--only" | "--repeat" | "--events") {
+            it.next();
+        }
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let rss = args.iter().any(|a| a == "--rss");
-    let (file_n, nex_n) = if quick {
+    let repeat = flag_value(&args, "--repeat").map_or(REPEAT, |v| v.parse().expect("--repeat N"));
+    let only: Option<Vec<String>> =
+        flag_value(&args, "--only").map(|v| v.split(',').map(str::to_string).collect());
+    if let Some(only) = &only {
+        for j in only {
+            assert!(
+                JOBS.contains(&j.as_str()),
+                "unknown job {j} (jobs: {JOBS:?})"
+            );
+        }
+    }
+    let (file_n, mut nex_n) = if quick {
         (200_000, 1_000_000)
     } else {
         (2_000_000, 10_000_000)
     };
+    if let Some(v) = flag_value(&args, "--events") {
+        nex_n = v.parse().expect("--events N");
+    }
     bids_file(file_n);
     println!(
-        "lockstep {} vs hand-written timely; records/s per worker (best of {REPEAT}); peak RSS in MiB; epoch latency p50/p99 in ms",
+        "lockstep {} vs hand-written timely; records/s per worker (best of {repeat}); peak RSS in MiB; epoch latency p50/p99 in ms",
         env!("CARGO_PKG_VERSION")
     );
-    println!("| job      | w | records     | lockstep   | timely     | ratio | events l | RSS l  | RSS t  | latency l   |");
-    println!("|----------|---|-------------|------------|------------|-------|----------|--------|--------|-------------|");
+    println!("| job      | w | records     | lockstep   | timely     | ratio | events l | RSS l  | RSS t  | latency l   | out l     | out t     |");
+    println!("|----------|---|-------------|------------|------------|-------|----------|--------|--------|-------------|-----------|-----------|");
     if rss {
         for n in [10_000_000, 100_000_000] {
-            row("q1", 1, n);
+            row("q1", 1, n, repeat);
         }
         return;
     }
     for workers in [1, 2] {
-        row("file", workers, file_n);
-        for q in ["q0", "q1", "q2"] {
-            row(q, workers, nex_n);
+        for job in JOBS {
+            if only.as_ref().is_some_and(|o| !o.iter().any(|j| j == job)) {
+                continue;
+            }
+            let n = if job.starts_with("file") {
+                file_n
+            } else {
+                nex_n
+            };
+            row(job, workers, n, repeat);
         }
     }
 }
