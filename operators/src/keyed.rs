@@ -193,10 +193,10 @@ impl Caps {
 ///
 /// Its iteration order decides only the order in which an operator applies
 /// an epoch's keys and emits their results — never a result: each key's
-/// state changes once per epoch, independently of the others, and the
-/// state's tables are ordered maps; and no output depends on emission order
-/// within an epoch, since sinks sort each epoch by the total order and
-/// order-sensitive operators sort their stash before use.
+/// state changes once per epoch, independently of the others (and the state
+/// tables hand out changes and contents sorted); and no output depends on
+/// emission order within an epoch, since sinks sort each epoch by the total
+/// order and order-sensitive operators sort their stash before use.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 /// Epoch-indexed work: an entry per epoch that still has something to do
