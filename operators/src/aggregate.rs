@@ -26,8 +26,11 @@ use crate::agg::{Acc, Agg};
 use crate::config::{parse_config, Diag, Path};
 use crate::encode::{Encoder, Format};
 use crate::keyed::{self, ByEpoch, Caps, KeyCols};
-use crate::node::{rejected, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, ERRORS_PORT};
-use crate::value::{errors_schema, Rec, Row, Schema, Text, Type, Value};
+use crate::node::{
+    error_record, give_all, new_outputs, rejected, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port,
+    ERRORS_PORT,
+};
+use crate::value::{errors_schema, Rec, Row, Schema, Type};
 use crate::window::plan_aggs;
 
 /// The `aggregate` node type.
@@ -173,13 +176,7 @@ impl Node for AggregateNode {
         let input = inputs.remove(0);
         let mut builder = OperatorBuilder::new(format!("aggregate {}", self.name), scope);
         let mut handle = builder.new_input(input, Exchange::new(self.key.router(scope.peers())));
-        let mut outs = Vec::new();
-        let mut streams = Vec::new();
-        for _ in 0..2 {
-            let (o, s) = builder.new_output::<Vec<Rec>>();
-            outs.push(OutputBuilder::from(o));
-            streams.push(s);
-        }
+        let (mut outs, streams) = new_outputs(&mut builder, 2);
         let name = self.name.clone();
         let encoder = self.encoder.clone();
         let key_encoder = self.key_encoder.clone();
@@ -245,11 +242,7 @@ impl Node for AggregateNode {
                             entry.2 = entry.2.max(rec.time);
                         }
                     }
-                    if !errors.is_empty() {
-                        handles[ERRORS]
-                            .session(&cap)
-                            .give_iterator(errors.into_iter());
-                    }
+                    give_all(&mut handles, ERRORS, &cap, errors);
                 });
                 while let Some(entry) = pending.first_entry() {
                     if frontiers[0].less_equal(entry.key()) {
@@ -289,35 +282,17 @@ impl Node for AggregateNode {
                                 }
                             }
                             Err(reason) => {
-                                let mut raw = String::new();
-                                key_encoder.encode(&ka.key, &mut raw);
-                                raw.pop();
-                                errors.push(Rec {
-                                    time: ka.time,
-                                    row: vec![
-                                        Value::str(&name),
-                                        Value::Str(Text::from(format!("key {raw}: {reason}"))),
-                                        Value::Str(Text::from(raw)),
-                                        Value::Null,
-                                        Value::Null,
-                                    ],
-                                });
+                                let raw = key_encoder.line(&ka.key);
+                                let reason = format!("key {raw}: {reason}");
+                                errors.push(error_record(&name, &reason, raw, ka.time));
                             }
                         }
                     }
                     if spare.len() < 2 {
                         spare.push(keys);
                     }
-                    if !updates.is_empty() {
-                        handles[MAIN]
-                            .session(caps.get(MAIN))
-                            .give_iterator(updates.into_iter());
-                    }
-                    if !errors.is_empty() {
-                        handles[ERRORS]
-                            .session(caps.get(ERRORS))
-                            .give_iterator(errors.into_iter());
-                    }
+                    give_all(&mut handles, MAIN, caps.get(MAIN), updates);
+                    give_all(&mut handles, ERRORS, caps.get(ERRORS), errors);
                 }
             }
         });

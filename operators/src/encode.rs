@@ -74,6 +74,17 @@ impl Encoder {
         }
     }
 
+    /// One row as a line without its line ending (for `errors` records and
+    /// messages).
+    pub fn line(&self, row: &[Value]) -> String {
+        let mut out = String::new();
+        self.encode(row, &mut out);
+        while out.ends_with(['\n', '\r']) {
+            out.pop();
+        }
+        out
+    }
+
     /// Appends one encoded row, with its line end, to `out`.
     pub fn encode(&self, row: &[Value], out: &mut String) {
         match self.format {

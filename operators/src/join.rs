@@ -33,7 +33,8 @@ use crate::expr::{self, Expr, Resolve};
 use crate::filter::compile_condition_in;
 use crate::keyed::{self, fire_epoch, is_late, ByEpoch, Caps, KeyCols};
 use crate::node::{
-    rejected, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, TimeMode, ERRORS_PORT,
+    error_record, give_all, new_outputs, rejected, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port,
+    TimeMode, ERRORS_PORT,
 };
 use crate::suggest;
 use crate::value::{errors_schema, Rec, Row, Schema, Text, Type, Value};
@@ -381,19 +382,7 @@ impl JoinShared {
         row.push(we);
         let time = l.time.max(r.time);
         let fail = |reason: &str, row: &Row| {
-            let mut raw = String::new();
-            self.pair_encoder.encode(row, &mut raw);
-            raw.pop();
-            Rec {
-                time,
-                row: vec![
-                    Value::str(&self.name),
-                    Value::str(reason),
-                    Value::Str(Text::from(raw)),
-                    Value::Null,
-                    Value::Null,
-                ],
-            }
+            error_record(&self.name, reason, self.pair_encoder.line(row), time)
         };
         if let Some(c) = &self.cond {
             match c.eval_predicate(row) {
@@ -446,13 +435,7 @@ impl Node for JoinNode {
                 .push(builder.new_input(input, Exchange::new(self.keys[i].router(scope.peers()))));
         }
         let nports = if self.window.is_some() { 3 } else { 2 };
-        let mut outs = Vec::new();
-        let mut streams = Vec::new();
-        for _ in 0..nports {
-            let (o, s) = builder.new_output::<Vec<Rec>>();
-            outs.push(OutputBuilder::from(o));
-            streams.push(s);
-        }
+        let (mut outs, streams) = new_outputs(&mut builder, nports);
         let sh = JoinShared {
             name: self.name.clone(),
             pair_encoder: self.pair_encoder.clone(),
@@ -532,12 +515,8 @@ impl Node for JoinNode {
                             }
                         }
                         held.add(added);
-                        if !late.is_empty() {
-                            handles[LATE].session(&cap).give_iterator(late.into_iter());
-                        }
-                        if !errors.is_empty() {
-                            handles[ERRORS].session(&cap).give_iterator(errors.into_iter());
-                        }
+                        give_all(&mut handles, LATE, &cap, late);
+                        give_all(&mut handles, ERRORS, &cap, errors);
                     });
                 }
                 loop {
@@ -593,16 +572,8 @@ impl Node for JoinNode {
                                     .push((group, sk));
                             }
                         }
-                        if !results.is_empty() {
-                            handles[MAIN]
-                                .session(caps.get(MAIN))
-                                .give_iterator(results.into_iter());
-                        }
-                        if !errors.is_empty() {
-                            handles[ERRORS]
-                                .session(caps.get(ERRORS))
-                                .give_iterator(errors.into_iter());
-                        }
+                        give_all(&mut handles, MAIN, caps.get(MAIN), results);
+                        give_all(&mut handles, ERRORS, caps.get(ERRORS), errors);
                         if spare.len() < 2 {
                             spare.push(groups);
                         }
@@ -643,9 +614,7 @@ fn merge_sorted(all: &mut Vec<Rec>, new: Vec<Rec>) {
 
 /// A record that arrived after its window fired, for the `late` port.
 fn late_record(side: usize, encoder: &Encoder, rec: Rec) -> Rec {
-    let mut text = String::new();
-    encoder.encode(&rec.row, &mut text);
-    text.pop();
+    let text = encoder.line(&rec.row);
     let canonical = crate::json::canonicalize(&text).unwrap_or(text);
     Rec {
         time: rec.time,

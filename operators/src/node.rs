@@ -9,9 +9,11 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::generic::{OutputBuilder, OutputBuilderSession};
+use timely::dataflow::operators::CapabilityTrait;
 use timely::dataflow::{Scope, StreamVec};
 use timely::progress::operate::FrontierInterest;
 
@@ -129,11 +131,15 @@ pub fn example_schema() -> Schema {
 /// name, the reason, and the record as a JSON line (in the input's schema,
 /// through `encoder`). Keeps the record's event time.
 pub fn rejected(node: &str, reason: &str, encoder: &Encoder, rec: &Rec) -> Rec {
-    let mut raw = String::new();
-    encoder.encode(&rec.row, &mut raw);
-    raw.pop();
+    error_record(node, reason, encoder.line(&rec.row), rec.time)
+}
+
+/// An `errors` record of a node (no partition or line): the node's name,
+/// the reason, the raw text (a record, a key or a pair as a JSON line), at
+/// event time `time`.
+pub fn error_record(node: &str, reason: &str, raw: String, time: i64) -> Rec {
     Rec {
-        time: rec.time,
+        time,
         row: vec![
             Value::str(node),
             Value::str(reason),
@@ -141,6 +147,37 @@ pub fn rejected(node: &str, reason: &str, encoder: &Encoder, rec: &Rec) -> Rec {
             Value::Null,
             Value::Null,
         ],
+    }
+}
+
+/// An operator's record output, as built.
+pub type Output = OutputBuilder<u64, CapacityContainerBuilder<Vec<Rec>>>;
+
+/// An operator's record outputs, activated for one scheduling.
+pub type Outputs<'a> = Vec<OutputBuilderSession<'a, u64, CapacityContainerBuilder<Vec<Rec>>>>;
+
+/// Adds `n` record outputs to `builder`: their handles and their streams.
+pub fn new_outputs<'s>(
+    builder: &mut OperatorBuilder<'s, u64>,
+    n: usize,
+) -> (Vec<Output>, Vec<Edge<'s>>) {
+    (0..n)
+        .map(|_| {
+            let (o, s) = builder.new_output::<Vec<Rec>>();
+            (OutputBuilder::from(o), s)
+        })
+        .unzip()
+}
+
+/// Sends `recs` (if any) on output `port` at the time of `cap`.
+pub fn give_all<C: CapabilityTrait<u64>>(
+    out: &mut Outputs<'_>,
+    port: usize,
+    cap: &C,
+    recs: Vec<Rec>,
+) {
+    if !recs.is_empty() {
+        out[port].session(cap).give_iterator(recs.into_iter());
     }
 }
 
@@ -154,13 +191,7 @@ where
     let mut builder = OperatorBuilder::new(name.to_string(), input.scope());
     let mut handle = builder.new_input(input, Pipeline);
     builder.set_notify_for(0, FrontierInterest::Never);
-    let mut outputs = Vec::with_capacity(ports);
-    let mut streams = Vec::with_capacity(ports);
-    for _ in 0..ports {
-        let (o, s) = builder.new_output::<Vec<Rec>>();
-        outputs.push(OutputBuilder::from(o));
-        streams.push(s);
-    }
+    let (mut outputs, streams) = new_outputs(&mut builder, ports);
     builder.build(move |_caps| {
         move |_frontiers| {
             let mut handles: Vec<_> = outputs.iter_mut().map(OutputBuilder::activate).collect();

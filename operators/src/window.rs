@@ -37,9 +37,10 @@ use crate::config::{parse_config, Diag, Path};
 use crate::encode::{Encoder, Format};
 use crate::keyed::{self, bounds, fire_epoch, is_late, ByEpoch, Caps, KeyCols};
 use crate::node::{
-    rejected, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port, TimeMode, ERRORS_PORT,
+    error_record, give_all, new_outputs, rejected, Edge, Node, NodeConfig, NodeKind, Outputs,
+    PlanCtx, Port, TimeMode, ERRORS_PORT,
 };
-use crate::value::{cmp_total, errors_schema, Field, Rec, Row, Schema, Text, Type, Value};
+use crate::value::{cmp_total, errors_schema, Field, Rec, Row, Schema, Type, Value};
 
 /// The `window` node type.
 #[derive(Debug)]
@@ -421,13 +422,7 @@ impl Node for WindowNode {
         let input = inputs.remove(0);
         let mut builder = OperatorBuilder::new(format!("window {}", self.name), scope);
         let mut handle = builder.new_input(input, Exchange::new(self.key.router(scope.peers())));
-        let mut outs = Vec::new();
-        let mut streams = Vec::new();
-        for _ in 0..3 {
-            let (o, s) = builder.new_output::<Vec<Rec>>();
-            outs.push(OutputBuilder::from(o));
-            streams.push(s);
-        }
+        let (mut outs, streams) = new_outputs(&mut builder, 3);
         let mut op = WindowOp {
             node: WindowShared {
                 name: self.name.clone(),
@@ -540,14 +535,8 @@ impl Node for WindowNode {
                         }
                     }
                     op.held.add(created);
-                    if !late.is_empty() {
-                        handles[LATE].session(&cap).give_iterator(late.into_iter());
-                    }
-                    if !errors.is_empty() {
-                        handles[ERRORS]
-                            .session(&cap)
-                            .give_iterator(errors.into_iter());
-                    }
+                    give_all(&mut handles, LATE, &cap, late);
+                    give_all(&mut handles, ERRORS, &cap, errors);
                 });
                 op.advance(&frontiers[0], &mut handles);
             }
@@ -602,21 +591,14 @@ impl WindowShared {
             match a.result(acc) {
                 Ok(v) => row.push(v),
                 Err(e) => {
-                    let mut raw = String::new();
-                    self.key_encoder.encode(key, &mut raw);
-                    raw.pop();
-                    return Err(Rec {
-                        time: end.saturating_sub(1),
-                        row: vec![
-                            Value::str(&self.name),
-                            Value::Str(Text::from(format!(
-                                "window [{start}, {end}) of key {raw}: {e}"
-                            ))),
-                            Value::Str(Text::from(raw)),
-                            Value::Null,
-                            Value::Null,
-                        ],
-                    });
+                    let raw = self.key_encoder.line(key);
+                    let reason = format!("window [{start}, {end}) of key {raw}: {e}");
+                    return Err(error_record(
+                        &self.name,
+                        &reason,
+                        raw,
+                        end.saturating_sub(1),
+                    ));
                 }
             }
         }
@@ -630,13 +612,7 @@ impl WindowShared {
 /// Per key bytes: the key and its partial panes.
 type PanePartials = keyed::FastMap<Vec<u8>, (Row, Vec<Pane>)>;
 
-type Handles<'a> = Vec<
-    timely::dataflow::operators::generic::OutputBuilderSession<
-        'a,
-        u64,
-        timely::container::CapacityContainerBuilder<Vec<Rec>>,
-    >,
->;
+type Handles<'a> = Outputs<'a>;
 
 /// One worker's window operator.
 struct WindowOp {
@@ -829,16 +805,8 @@ impl WindowOp {
             let f = self.node.session_fire(last, gap);
             self.schedule(f, caps, (group, kb, start));
         }
-        if !late.is_empty() {
-            out[LATE]
-                .session(caps.get(LATE))
-                .give_iterator(late.into_iter());
-        }
-        if !errors.is_empty() {
-            out[ERRORS]
-                .session(caps.get(ERRORS))
-                .give_iterator(errors.into_iter());
-        }
+        give_all(out, LATE, caps.get(LATE), late);
+        give_all(out, ERRORS, caps.get(ERRORS), errors);
     }
 
     fn fire(&mut self, e: u64, caps: &Caps, wins: Vec<(u32, Vec<u8>, i64)>, out: &mut Handles<'_>) {
@@ -877,16 +845,8 @@ impl WindowOp {
                 Err(e) => errors.push(e),
             }
         }
-        if !results.is_empty() {
-            out[MAIN]
-                .session(caps.get(MAIN))
-                .give_iterator(results.into_iter());
-        }
-        if !errors.is_empty() {
-            out[ERRORS]
-                .session(caps.get(ERRORS))
-                .give_iterator(errors.into_iter());
-        }
+        give_all(out, MAIN, caps.get(MAIN), results);
+        give_all(out, ERRORS, caps.get(ERRORS), errors);
     }
 }
 
