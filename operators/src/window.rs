@@ -311,16 +311,18 @@ impl NodeConfig for WindowConfig {
                 .map(|&i| (schema.fields()[i].name.clone(), schema.fields()[i].ty)),
         );
         Ok(Arc::new(WindowNode {
-            name: ctx.node.to_string(),
+            shared: WindowShared {
+                name: ctx.node.to_string(),
+                encoder: Encoder::new(&schema, Format::Jsonl),
+                key_encoder: Encoder::new(&key_schema, Format::Jsonl),
+                key: KeyCols::new(key),
+                aggs: aggs.into_iter().map(|(_, a)| a).collect(),
+                kind,
+                lateness: self.allowed_lateness_ms,
+                epoch_ms,
+            },
             out: Schema::new(fields),
-            encoder: Encoder::new(&schema, Format::Jsonl),
-            key_encoder: Encoder::new(&key_schema, Format::Jsonl),
             schema,
-            key: KeyCols::new(key),
-            aggs: aggs.into_iter().map(|(_, a)| a).collect(),
-            kind,
-            lateness: self.allowed_lateness_ms,
-            epoch_ms,
             gauge: StateGauge::new(),
             held: StateGauge::new(),
         }))
@@ -330,16 +332,9 @@ impl NodeConfig for WindowConfig {
 /// A planned `window` node.
 #[derive(Debug)]
 pub struct WindowNode {
-    name: String,
+    shared: WindowShared,
     schema: Schema,
     out: Schema,
-    encoder: Encoder,
-    key_encoder: Encoder,
-    key: KeyCols,
-    aggs: Vec<Agg>,
-    kind: Kind,
-    lateness: u64,
-    epoch_ms: u64,
     gauge: Arc<StateGauge>,
     held: Arc<StateGauge>,
 }
@@ -420,20 +415,12 @@ impl Node for WindowNode {
 
     fn build<'s>(&self, scope: Scope<'s, u64>, mut inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
         let input = inputs.remove(0);
-        let mut builder = OperatorBuilder::new(format!("window {}", self.name), scope);
-        let mut handle = builder.new_input(input, Exchange::new(self.key.router(scope.peers())));
+        let mut builder = OperatorBuilder::new(format!("window {}", self.shared.name), scope);
+        let mut handle =
+            builder.new_input(input, Exchange::new(self.shared.key.router(scope.peers())));
         let (mut outs, streams) = new_outputs(&mut builder, 3);
         let mut op = WindowOp {
-            node: WindowShared {
-                name: self.name.clone(),
-                encoder: self.encoder.clone(),
-                key_encoder: self.key_encoder.clone(),
-                key: self.key.clone(),
-                aggs: self.aggs.clone(),
-                kind: self.kind,
-                lateness: self.lateness,
-                epoch_ms: self.epoch_ms,
-            },
+            node: self.shared.clone(),
             panes: KeyedState::new(&PANES)
                 .tracking(false)
                 .with_gauge(Arc::clone(&self.gauge)),
@@ -546,6 +533,7 @@ impl Node for WindowNode {
 }
 
 /// What every worker's operator knows of the node.
+#[derive(Clone, Debug)]
 struct WindowShared {
     name: String,
     encoder: Encoder,
