@@ -1,6 +1,6 @@
-//! Every Nexmark graph in `examples/nexmark/` writes the same bytes at 1 and
-//! 3 workers, and its output lines equal, as a multiset, a reference computed
-//! here independently, in plain Rust over the `nexmark` crate's events, by the
+//! Every Nexmark graph in `examples/nexmark/` writes the same bytes at 1, 2,
+//! 3 and 4 workers, and its output lines equal, as a multiset, a reference
+//! computed here independently, in plain Rust over the `nexmark` crate's events, by the
 //! spec's rules for windows and joins (half-open windows aligned to Unix time
 //! 0, sessions closed by a gap of more than `gap_ms`, a window result's event
 //! time is `window_end - 1`, a windowed join pairs records in the same
@@ -140,12 +140,12 @@ fn escape(text: &str, s: &mut String) {
 
 // ---------------------------------------------------------------- running
 
-/// Runs `examples/nexmark/{q}.json` at 1 and 3 workers in fresh directories,
-/// asserts both wrote the same bytes to `out`, and returns them.
+/// Runs `examples/nexmark/{q}.json` at 1, 2, 3 and 4 workers in fresh
+/// directories, asserts all wrote the same bytes to `out`, and returns them.
 fn run_query(q: &str, out: &str) -> String {
     let graph = format!("{q}.json");
     let mut outputs: Vec<Vec<u8>> = Vec::new();
-    for workers in ["1", "3"] {
+    for workers in ["1", "2", "3", "4"] {
         let tmp = tempdir();
         fs::copy(
             root().join("examples/nexmark").join(&graph),
@@ -158,11 +158,13 @@ fn run_query(q: &str, out: &str) -> String {
         );
         outputs.push(read(&tmp.path().join(out)));
     }
-    assert_same(
-        &outputs[0],
-        &outputs[1],
-        &format!("{q}: {out} at --workers 1 vs --workers 3"),
-    );
+    for (i, other) in outputs.iter().enumerate().skip(1) {
+        assert_same(
+            &outputs[0],
+            other,
+            &format!("{q}: {out} at --workers 1 vs --workers {}", i + 1),
+        );
+    }
     let text = String::from_utf8(outputs.swap_remove(0)).expect("utf-8 output");
     assert!(!text.is_empty(), "{q}: {out} is empty");
     text

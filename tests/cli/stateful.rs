@@ -393,12 +393,20 @@ fn windows_at_the_end_of_time_are_errors_not_wrong_windows() {
     );
     let tum = read_text(&dir.path().join("tum_err.jsonl"));
     assert_eq!(tum.lines().count(), 1, "{tum}");
-    assert!(tum.contains("event time 9223372036854775807 is too close to the end of the timestamp range"), "{tum}");
+    assert!(
+        tum.contains(
+            "event time 9223372036854775807 is too close to the end of the timestamp range"
+        ),
+        "{tum}"
+    );
     // The first record's latest sliding window [..774000, ..776500) ends
     // past the range too, so it is an error as well: a record is never
     // half-counted.
     let sld = read_text(&dir.path().join("sld_err.jsonl"));
     assert_eq!(sld.lines().count(), 2, "{sld}");
-    assert!(sld.contains("event time 9223372036854774000 is too close"), "{sld}");
+    assert!(
+        sld.contains("event time 9223372036854774000 is too close"),
+        "{sld}"
+    );
     assert_eq!(read_text(&dir.path().join("sld.jsonl")), "");
 }
