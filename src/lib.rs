@@ -30,4 +30,5 @@ pub use builder::GraphBuilder;
 pub use graph::{Graph, GraphError};
 pub use lockstep_operators as operators;
 pub use lockstep_operators::registry::Registry;
+pub use lockstep_state as state;
 pub use runtime::{run, RunError, RunOptions, RunSummary};
