@@ -432,6 +432,7 @@ impl Node for WindowNode {
             fires: BTreeMap::new(),
             held: Arc::clone(&self.held),
             spare: Vec::new(),
+            spare_fires: Vec::new(),
         };
         builder.build(move |_caps| {
             let mut keybuf = Vec::new();
@@ -621,6 +622,8 @@ struct WindowOp {
     /// Emptied per-epoch maps, reused: allocating and growing a fresh map
     /// per epoch made the allocator fault fresh pages in all the time.
     spare: Vec<PanePartials>,
+    /// Emptied fire lists, reused likewise.
+    spare_fires: Vec<Vec<(u32, Vec<u8>, i64)>>,
 }
 
 fn first_key<T>(m: &BTreeMap<u64, T>) -> Option<u64> {
@@ -678,9 +681,10 @@ impl WindowOp {
     fn schedule(&mut self, fire: i64, caps: &Caps, at: (u32, Vec<u8>, i64)) {
         // fire >= the current epoch >= 0 here: late windows are never created.
         let f = u64::try_from(fire).unwrap_or(0);
+        let spare = &mut self.spare_fires;
         self.fires
             .entry(f)
-            .or_insert_with(|| (caps.delayed(f), Vec::new()))
+            .or_insert_with(|| (caps.delayed(f), spare.pop().unwrap_or_default()))
             .1
             .push(at);
     }
@@ -797,10 +801,16 @@ impl WindowOp {
         give_all(out, ERRORS, caps.get(ERRORS), errors);
     }
 
-    fn fire(&mut self, e: u64, caps: &Caps, wins: Vec<(u32, Vec<u8>, i64)>, out: &mut Handles<'_>) {
-        let mut results = Vec::new();
+    fn fire(
+        &mut self,
+        e: u64,
+        caps: &Caps,
+        mut wins: Vec<(u32, Vec<u8>, i64)>,
+        out: &mut Handles<'_>,
+    ) {
+        let mut results = Vec::with_capacity(wins.len());
         let mut errors = Vec::new();
-        for (group, sk, start) in wins {
+        for (group, sk, start) in wins.drain(..) {
             let r = match self.node.kind {
                 Kind::Session(gap) => {
                     let Some(ks) = self.sessions.get_mut(group, &sk) else {
@@ -834,6 +844,10 @@ impl WindowOp {
             }
         }
         give_all(out, MAIN, caps.get(MAIN), results);
+        // The emptied list keeps its capacity for a later fire epoch.
+        if self.spare_fires.len() < 4 {
+            self.spare_fires.push(wins);
+        }
         give_all(out, ERRORS, caps.get(ERRORS), errors);
     }
 }
