@@ -451,14 +451,22 @@ impl Node for WindowNode {
                             .entry(epoch)
                             .or_insert_with(|| (caps(), Vec::new()));
                         let before = slot.1.len();
+                        let mut errors = Vec::new();
                         for batch in data {
                             for rec in batch.drain(..) {
-                                op.node.key.encode(&rec.row, &mut keybuf);
+                                let n = &op.node;
+                                // A session's end (last + gap) must fit too.
+                                if let Err(reason) = n.kind.windows(rec.time, &mut wins) {
+                                    errors.push(rejected(&n.name, &reason, &n.encoder, &rec));
+                                    continue;
+                                }
+                                n.key.encode(&rec.row, &mut keybuf);
                                 slot.1.push((keybuf.clone(), rec));
                             }
                         }
                         op.held
                             .add(i64::try_from(slot.1.len() - before).unwrap_or(0));
+                        give_all(&mut handles, ERRORS, &cap, errors);
                         return;
                     }
                     let mut late = Vec::new();

@@ -379,13 +379,17 @@ fn windows_at_the_end_of_time_are_errors_not_wrong_windows() {
   "sources": { "in": { "type": "file", "path": "in.jsonl", "schema": { "t": "timestamp" }, "event_time": { "field": "t" } } },
   "nodes": {
     "tum": { "type": "window", "input": "in", "window": { "tumbling_ms": 1000 }, "aggregate": { "n": "count(*)" } },
-    "sld": { "type": "window", "input": "in", "window": { "sliding": { "size_ms": 2500, "slide_ms": 1000 } }, "aggregate": { "n": "count(*)" } }
+    "sld": { "type": "window", "input": "in", "window": { "sliding": { "size_ms": 2500, "slide_ms": 1000 } }, "aggregate": { "n": "count(*)" } },
+    "ses": { "type": "window", "input": "in", "window": { "session": { "gap_ms": 1000 } }, "aggregate": { "n": "count(*)" } }
   },
   "sinks": { "a": { "type": "file", "input": "tum", "path": "tum.jsonl" },
              "b": { "type": "file", "input": "sld", "path": "sld.jsonl" },
              "ae": { "type": "file", "input": "tum.errors", "path": "tum_err.jsonl" },
              "be": { "type": "file", "input": "sld.errors", "path": "sld_err.jsonl" },
-             "al": { "type": "null", "input": "tum.late" }, "bl": { "type": "null", "input": "sld.late" } } }"#;
+             "al": { "type": "null", "input": "tum.late" }, "bl": { "type": "null", "input": "sld.late" },
+             "c": { "type": "file", "input": "ses", "path": "ses.jsonl" },
+             "ce": { "type": "file", "input": "ses.errors", "path": "ses_err.jsonl" },
+             "cl": { "type": "null", "input": "ses.late" } } }"#;
     run_graph(dir.path(), graph, "2");
     assert_eq!(
         read_text(&dir.path().join("tum.jsonl")),
@@ -409,6 +413,18 @@ fn windows_at_the_end_of_time_are_errors_not_wrong_windows() {
         "{sld}"
     );
     assert_eq!(read_text(&dir.path().join("sld.jsonl")), "");
+    // A session ends at last + gap: the first record's fits, the second's
+    // does not.
+    assert_eq!(
+        read_text(&dir.path().join("ses.jsonl")),
+        "{\"window_start\":9223372036854774000,\"window_end\":9223372036854775000,\"n\":1}\n"
+    );
+    let ses = read_text(&dir.path().join("ses_err.jsonl"));
+    assert_eq!(ses.lines().count(), 1, "{ses}");
+    assert!(
+        ses.contains("event time 9223372036854775807 is too close"),
+        "{ses}"
+    );
 }
 
 /// A direct model of the join rules: every pair of records with equal,
