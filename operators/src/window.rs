@@ -456,8 +456,8 @@ impl Node for WindowNode {
                             for rec in batch.drain(..) {
                                 let n = &op.node;
                                 // A session's end (last + gap) must fit too.
-                                if let Err(reason) = n.kind.windows(rec.time, &mut wins) {
-                                    errors.push(rejected(&n.name, &reason, &n.encoder, &rec));
+                                if let Err(e) = n.windows_of(&rec, &mut wins) {
+                                    errors.push(e);
                                     continue;
                                 }
                                 n.key.encode(&rec.row, &mut keybuf);
@@ -479,8 +479,8 @@ impl Node for WindowNode {
                     for batch in data {
                         for rec in batch.drain(..) {
                             let n = &op.node;
-                            if let Err(reason) = n.kind.windows(rec.time, &mut wins) {
-                                errors.push(rejected(&n.name, &reason, &n.encoder, &rec));
+                            if let Err(e) = n.windows_of(&rec, &mut wins) {
+                                errors.push(e);
                                 continue;
                             }
                             wins.retain(|&(_, end)| {
@@ -555,6 +555,14 @@ struct WindowShared {
 }
 
 impl WindowShared {
+    /// The windows of a record, or its `errors` record when their bounds do
+    /// not fit in a timestamp.
+    fn windows_of(&self, rec: &Rec, wins: &mut Vec<(i64, i64)>) -> Result<(), Rec> {
+        self.kind
+            .windows(rec.time, wins)
+            .map_err(|reason| rejected(&self.name, &reason, &self.encoder, rec))
+    }
+
     /// The aggregates' arguments for one record.
     fn args(&self, rec: &Rec) -> Result<Vec<Value>, String> {
         let mut out = Vec::with_capacity(self.aggs.len());
@@ -786,7 +794,7 @@ impl WindowOp {
                 acc.add(v, t);
             }
             let key_row = n.key.values(&rec.row);
-            let ks = self.sessions.get_or_insert_with(group, &kb, || Sessions {
+            let (ks, _) = self.sessions.entry(group, kb.clone(), || Sessions {
                 key: key_row,
                 live: Vec::new(),
                 fired_until: None,

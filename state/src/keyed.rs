@@ -166,24 +166,6 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
         }
     }
 
-    /// The value of `key` for writing (marks it changed), inserting
-    /// `make()` first if absent.
-    pub fn get_or_insert_with(&mut self, group: u32, key: &K, make: impl FnOnce() -> V) -> &mut V {
-        self.mark(group, key);
-        let g = self.groups.entry(group).or_default();
-        if !g.contains_key(key) {
-            g.insert(key.clone(), make());
-            self.len += 1;
-            if let Some(gauge) = &self.gauge {
-                gauge.add(1);
-            }
-        }
-        self.groups
-            .get_mut(&group)
-            .and_then(|g| g.get_mut(key))
-            .expect("inserted above")
-    }
-
     /// The table's name.
     pub fn name(&self) -> &'static str {
         self.name
