@@ -9,7 +9,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! let graph = lockstep::Graph::load(std::path::Path::new("examples/clicks/graph.json"))?;
-//! let summary = lockstep::run(Arc::new(graph), &lockstep::RunOptions { workers: 2 })?;
+//! let summary = lockstep::run(Arc::new(graph), &lockstep::RunOptions::workers(2))?;
 //! eprintln!("{summary}");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -19,7 +19,9 @@
 //! runtime, CLI). Nothing depends on this crate but the binary and tests.
 
 pub mod builder;
+pub mod checkpoint;
 pub mod graph;
+pub mod inspect;
 pub mod latency;
 pub mod render;
 pub mod runtime;

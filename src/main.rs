@@ -32,9 +32,14 @@ enum Command {
         /// Worker threads (output is identical for any number).
         #[arg(long, short = 'w', default_value_t = 1)]
         workers: usize,
-        /// Keep state and checkpoints in this directory (not available yet).
+        /// Keep state and checkpoints in this directory (RocksDB): run the
+        /// same command again after a crash to resume exactly once.
         #[arg(long)]
         state: Option<PathBuf>,
+        /// With --state: delete the directory's state first and start the
+        /// job over (needed when the graph changed).
+        #[arg(long, requires = "state")]
+        fresh: bool,
         /// Processes in a cluster (not available yet).
         #[arg(long)]
         processes: Option<usize>,
@@ -53,6 +58,15 @@ enum Command {
         /// The graph file.
         graph: PathBuf,
     },
+    /// Inspect a job's --state directory (read-only; refused while a job
+    /// runs on it).
+    State {
+        /// The --state directory.
+        dir: PathBuf,
+        /// What to show.
+        #[command(subcommand)]
+        what: StateCommand,
+    },
     /// Print the graph as Graphviz dot or Mermaid.
     Graph {
         /// The graph file.
@@ -60,6 +74,26 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StateCommand {
+    /// The manifest and the checkpoints: epoch, time, size, per-worker markers.
+    Checkpoints,
+    /// Each source partition's checkpoint: position, largest event time,
+    /// records read.
+    Offsets,
+    /// Keys per state table, and per key group with --groups.
+    Keys {
+        /// Also count keys per key group.
+        #[arg(long)]
+        groups: bool,
+    },
+    /// One node's state as JSON lines: table, key group, key, value.
+    Dump {
+        /// The node's name.
+        node: String,
     },
 }
 
@@ -98,19 +132,34 @@ fn main() -> ExitCode {
             }
             Err(c) => c,
         },
+        Command::State { dir, what } => {
+            let result = match what {
+                StateCommand::Checkpoints => lockstep::inspect::checkpoints(&dir),
+                StateCommand::Offsets => lockstep::inspect::offsets(&dir),
+                StateCommand::Keys { groups } => lockstep::inspect::keys(&dir, groups),
+                StateCommand::Dump { node } => lockstep::inspect::dump(&dir, &node),
+            };
+            match result {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("lockstep: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Run {
             graph,
             workers,
             state,
+            fresh,
             processes,
             process_id,
             hosts,
             quiet,
         } => {
-            if state.is_some() {
-                eprintln!("lockstep: --state (checkpoints in RocksDB) is not available in this version yet; run without it");
-                return ExitCode::from(2);
-            }
             if processes.is_some() || process_id.is_some() || hosts.is_some() {
                 eprintln!("lockstep: cluster mode (--processes, --process-id, --hosts) is not available in this version yet; use --workers");
                 return ExitCode::from(2);
@@ -124,7 +173,12 @@ fn main() -> ExitCode {
                 Err(c) => return c,
             };
             let name = g.name.clone();
-            match lockstep::run(Arc::new(g), &RunOptions { workers }) {
+            let opts = RunOptions {
+                workers,
+                state,
+                fresh,
+            };
+            match lockstep::run(Arc::new(g), &opts) {
                 Ok(summary) => {
                     if !quiet {
                         eprintln!("lockstep: job \"{name}\" {summary}");

@@ -9,18 +9,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use timely::dataflow::channels::pact::Exchange;
+use std::rc::Rc;
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Capability, Concatenate, Inspect, Probe};
 use timely::dataflow::{Scope, StreamVec};
+use timely::scheduling::Activator;
 
 use lockstep_operators::encode::{Encoder, Format};
-use lockstep_operators::node::Edge;
+use lockstep_operators::node::{Edge, StateCtx};
 use lockstep_operators::value::{Rec, Value};
+use lockstep_state::store::{CheckpointRecord, FINISHED};
+use lockstep_state::Checkpointer;
 
+use crate::checkpoint;
 use crate::graph::spec::OnError;
 use crate::graph::{Graph, Producer, SinkKind, SourceKind};
 use crate::latency::{EpochClock, Histogram};
@@ -31,11 +38,30 @@ use crate::source::reader::{file_parts, FilePart};
 pub struct RunOptions {
     /// Worker threads in this process.
     pub workers: usize,
+    /// Keep state and checkpoints in this directory (`--state`): a killed
+    /// run restarts from its last complete checkpoint.
+    pub state: Option<std::path::PathBuf>,
+    /// Delete the state directory's contents first and start over (`--fresh`).
+    pub fresh: bool,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { workers: 1 }
+        RunOptions {
+            workers: 1,
+            state: None,
+            fresh: false,
+        }
+    }
+}
+
+impl RunOptions {
+    /// `workers` workers, no checkpoints.
+    pub fn workers(workers: usize) -> RunOptions {
+        RunOptions {
+            workers,
+            ..RunOptions::default()
+        }
     }
 }
 
@@ -66,6 +92,8 @@ pub struct Shared {
     stashed: std::sync::atomic::AtomicI64,
     /// Items keyed nodes hold for epochs not yet complete.
     held: Vec<Arc<lockstep_state::StateGauge>>,
+    /// Checkpoints written, per worker: (worker, epoch, record).
+    checkpoints: Mutex<Vec<(u32, u64, CheckpointRecord)>>,
 }
 
 /// What one item a keyed node holds for an open epoch (a stashed record or
@@ -145,6 +173,15 @@ pub struct RunSummary {
     /// Epoch latencies: for each epoch a sink wrote, from the moment the last
     /// source partition moved past it to the moment the sink finished it.
     pub epoch_latency: Histogram,
+    /// With `--state`: the checkpoint the run resumed after (`None`: it
+    /// started from the beginning).
+    pub resumed: Option<u64>,
+    /// With `--state`: whether the state already held a finished run, so
+    /// nothing was run (the output files are complete).
+    pub already_finished: bool,
+    /// With `--state`: the checkpoints written, per worker: (worker, epoch,
+    /// record), in the order they were written.
+    pub checkpoints: Vec<(u32, u64, CheckpointRecord)>,
 }
 
 impl RunSummary {
@@ -157,6 +194,12 @@ impl RunSummary {
 
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.already_finished {
+            return write!(
+                f,
+                "had already finished: its state holds the final checkpoint and its output files are complete (add --fresh to run it again)"
+            );
+        }
         write!(f, "finished in {:.2} s", self.elapsed.as_secs_f64())?;
         if let (Some(p50), Some(p99)) = (self.epoch_latency_ms(0.5), self.epoch_latency_ms(0.99)) {
             write!(
@@ -181,6 +224,25 @@ impl fmt::Display for RunSummary {
         }
         for (n, w) in &self.sinks {
             write!(f, "\n  sink {n}: {w} records")?;
+        }
+        if let Some(r) = self.resumed {
+            write!(f, "\n  resumed after the checkpoint at epoch {r}")?;
+        }
+        if !self.checkpoints.is_empty() {
+            let epochs: std::collections::BTreeSet<u64> =
+                self.checkpoints.iter().map(|(_, e, _)| *e).collect();
+            let bytes: u64 = self.checkpoints.iter().map(|(_, _, r)| r.bytes).sum();
+            let mut micros: Vec<u64> = self.checkpoints.iter().map(|(_, _, r)| r.micros).collect();
+            micros.sort_unstable();
+            let p99 = micros[(micros.len() * 99 / 100).min(micros.len() - 1)];
+            write!(
+                f,
+                "\n  checkpoints: {} ({} worker batches, {:.1} KiB in all, write p99 {:.1} ms)",
+                epochs.len(),
+                self.checkpoints.len(),
+                bytes as f64 / 1024.0,
+                p99 as f64 / 1000.0
+            )?;
         }
         for (p, c) in &self.discarded {
             write!(f, "\n  warning: {c} records of {p} were discarded: connect {p} to a sink to keep them")?;
@@ -211,8 +273,9 @@ fn err(message: impl Into<String>) -> RunError {
 }
 
 /// Checks inputs and prepares outputs before any worker starts: input files
-/// must open, output files are created (truncated) with their CSV header.
-fn prepare(graph: &Graph) -> Result<Vec<Vec<FilePart>>, RunError> {
+/// must open; output files are created (truncated) with their CSV header,
+/// unless `outputs` is false (a checkpointed job rolls them back instead).
+fn prepare(graph: &Graph, outputs: bool) -> Result<Vec<Vec<FilePart>>, RunError> {
     let mut parts = Vec::new();
     for s in &graph.sources {
         parts.push(match &s.kind {
@@ -221,6 +284,9 @@ fn prepare(graph: &Graph) -> Result<Vec<Vec<FilePart>>, RunError> {
             }
             _ => Vec::new(),
         });
+    }
+    if !outputs {
+        return Ok(parts);
     }
     for s in &graph.sinks {
         match &s.kind {
@@ -253,14 +319,52 @@ fn prepare(graph: &Graph) -> Result<Vec<Vec<FilePart>>, RunError> {
     Ok(parts)
 }
 
+/// What each worker needs to checkpoint.
+#[derive(Clone)]
+struct CheckpointSetup {
+    store: Arc<lockstep_state::store::Store>,
+    resume: Option<u64>,
+    tables: Arc<Vec<String>>,
+    key_groups: u32,
+    every: u64,
+}
+
 /// Runs a validated graph to the end of its input.
 ///
 /// # Errors
 /// When an input cannot be read, an output cannot be written, or a record
-/// fails under `"on_error": "fail"`; the message names where and why.
+/// fails under `"on_error": "fail"`; with `--state`, when the state cannot
+/// be used or a checkpoint cannot be written. The message names where and
+/// why.
 pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let file_parts = prepare(&graph)?;
+    let workers = opts.workers.max(1);
+    let nworkers = u32::try_from(workers).map_err(|_| err("--workers is too large"))?;
+    let prepared = match &opts.state {
+        Some(dir) => Some(checkpoint::prepare(&graph, dir, nworkers, opts.fresh).map_err(err)?),
+        None => None,
+    };
+    if prepared
+        .as_ref()
+        .is_some_and(|p| p.resume == Some(FINISHED))
+    {
+        return Ok(RunSummary {
+            already_finished: true,
+            resumed: Some(FINISHED),
+            ..RunSummary::default()
+        });
+    }
+    let file_parts = prepare(&graph, prepared.is_none())?;
+    if let Some(p) = &prepared {
+        checkpoint::roll_back_sinks(&graph, p).map_err(err)?;
+    }
+    let setup = prepared.as_ref().map(|p| CheckpointSetup {
+        store: Arc::clone(&p.store),
+        resume: p.resume,
+        tables: Arc::clone(&p.tables),
+        key_groups: p.key_groups,
+        every: checkpoint::every(&graph),
+    });
     let shared = Arc::new(Shared {
         file_parts,
         abort: AtomicBool::new(false),
@@ -286,13 +390,13 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
             .iter()
             .filter_map(|n| n.node.held_gauge())
             .collect(),
+        checkpoints: Mutex::new(Vec::new()),
     });
     for n in &graph.nodes {
         for g in n.node.state_gauges().into_iter().chain(n.node.held_gauge()) {
             g.reset();
         }
     }
-    let workers = opts.workers.max(1);
     let config = if workers == 1 {
         timely::Config::thread()
     } else {
@@ -300,9 +404,31 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
     };
     let (g, s) = (Arc::clone(&graph), Arc::clone(&shared));
     let guards = timely::execute(config, move |worker| {
+        let ck = setup.as_ref().map(|c| {
+            Rc::new(Checkpointer::new(
+                Arc::clone(&c.store),
+                u32::try_from(worker.index()).unwrap_or(u32::MAX),
+                u32::try_from(worker.peers()).unwrap_or(u32::MAX),
+                c.every,
+                c.key_groups,
+                Arc::clone(&c.tables),
+                c.resume,
+            ))
+        });
         let probe = ProbeHandle::new();
-        worker.dataflow::<u64, _, _>(|scope| build_dataflow(scope, &g, &s, &probe));
-        while worker.step_or_park(None) {}
+        let markers = worker
+            .dataflow::<u64, _, _>(|scope| build_dataflow(scope, &g, &s, &probe, ck.as_ref()));
+        while worker.step_or_park(None) {
+            if let (Some(ck), Some(markers)) = (&ck, &markers) {
+                checkpoint_step(ck, &probe, &s, markers);
+            }
+        }
+        if let Some(ck) = &ck {
+            // The input is exhausted and every operator has finished.
+            if !s.aborted() && ck.due(None).is_some() {
+                write_checkpoint(ck, FINISHED, &s);
+            }
+        }
     })
     .map_err(|e| err(format!("cannot start {workers} workers: {e}")))?;
     for r in guards.join() {
@@ -311,7 +437,50 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
     if let Ok(Some(message)) = shared.failure.lock().map(|f| f.clone()) {
         return Err(err(message));
     }
-    Ok(summary(&graph, &shared, started.elapsed()))
+    if let Some(p) = &prepared {
+        // Fold the final checkpoint: the state then holds each key once.
+        p.store
+            .settle(nworkers, &checkpoint::manifest(&graph, nworkers))
+            .map_err(|e| err(e.0))?;
+    }
+    let mut summary = summary(&graph, &shared, started.elapsed());
+    summary.resumed = prepared.as_ref().and_then(|p| p.resume);
+    Ok(summary)
+}
+
+/// After each step of a worker: writes the checkpoint that the worker's
+/// frontier has made due, and lets the markers operator broadcast it (or,
+/// at the end of the input, finish).
+fn checkpoint_step(
+    ck: &Checkpointer,
+    probe: &ProbeHandle<u64>,
+    shared: &Shared,
+    markers: &Activator,
+) {
+    if shared.aborted() {
+        markers.activate();
+        return;
+    }
+    match probe.with_frontier(|f| f.first().copied()) {
+        Some(f) => {
+            if let Some(c) = ck.due(Some(f)) {
+                write_checkpoint(ck, c, shared);
+                markers.activate();
+            }
+        }
+        None => markers.activate(),
+    }
+}
+
+fn write_checkpoint(ck: &Checkpointer, epoch: u64, shared: &Shared) {
+    match ck.checkpoint(epoch) {
+        Ok(record) => {
+            if let Ok(mut c) = shared.checkpoints.lock() {
+                c.push((ck.worker(), epoch, record));
+            }
+        }
+        Err(e) => shared.fail(e.0),
+    }
 }
 
 fn summary(graph: &Graph, shared: &Shared, elapsed: Duration) -> RunSummary {
@@ -377,6 +546,13 @@ fn summary(graph: &Graph, shared: &Shared, elapsed: Duration) -> RunSummary {
             .collect(),
         elapsed,
         epoch_latency: shared.clock.histogram(),
+        resumed: None,
+        already_finished: false,
+        checkpoints: shared
+            .checkpoints
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -387,10 +563,11 @@ fn build_dataflow<'s>(
     graph: &Arc<Graph>,
     shared: &Arc<Shared>,
     probe: &ProbeHandle<u64>,
-) {
+    ck: Option<&Rc<Checkpointer>>,
+) -> Option<Activator> {
     let mut edges: BTreeMap<(Producer, usize), Edge<'s>> = BTreeMap::new();
     for i in 0..graph.sources.len() {
-        let (main, errors) = crate::source::build(scope, graph, i, shared, probe);
+        let (main, errors) = crate::source::build(scope, graph, i, shared, probe, ck);
         edges.insert((Producer::Source(i), 0), main);
         edges.insert((Producer::Source(i), 1), errors);
     }
@@ -401,7 +578,15 @@ fn build_dataflow<'s>(
             .iter()
             .filter_map(|r| edges.get(&(r.producer, r.port)).cloned())
             .collect();
-        for (k, stream) in def.node.build(scope, inputs).into_iter().enumerate() {
+        let streams = match ck {
+            Some(ck) => {
+                let sh = Arc::clone(shared);
+                let ctx = StateCtx::new(Rc::clone(ck), &def.name, Arc::new(move |m| sh.fail(m)));
+                def.node.build_checkpointed(scope, inputs, &ctx)
+            }
+            None => def.node.build(scope, inputs),
+        };
+        for (k, stream) in streams.into_iter().enumerate() {
             edges.insert((Producer::Node(i), k), stream);
         }
     }
@@ -452,8 +637,57 @@ fn build_dataflow<'s>(
         let Some(input) = edges.get(&(s.input.producer, s.input.port)).cloned() else {
             continue;
         };
-        crate::sink::build(scope, s, i, input, fail.clone(), shared).probe_with(probe);
+        crate::sink::build(scope, s, i, input, fail.clone(), shared, ck).probe_with(probe);
     }
+    ck.map(|ck| markers(scope, ck, probe, shared))
+}
+
+/// The checkpoint markers: each worker broadcasts the epochs of the
+/// checkpoints it wrote, so every worker learns which checkpoints are
+/// complete (and may fold its own). The operator holds a capability (on a
+/// stream nothing probes) until the job's input is exhausted or it fails.
+fn markers<'s>(
+    scope: Scope<'s, u64>,
+    ck: &Rc<Checkpointer>,
+    probe: &ProbeHandle<u64>,
+    shared: &Arc<Shared>,
+) -> Activator {
+    let mut builder = OperatorBuilder::new("checkpoint markers".to_string(), scope);
+    let info = builder.operator_info();
+    let (out, stream) = builder.new_output::<Vec<(u32, u64)>>();
+    let mut out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<(u32, u64)>>>::from(out);
+    let activator = scope.activator_for(info.address);
+    let (sender, probe, sh) = (Rc::clone(ck), probe.clone(), Arc::clone(shared));
+    builder.build(move |mut caps| {
+        let mut cap = caps.pop();
+        move |_| {
+            if let Some(c) = &cap {
+                let epochs = sender.take_outbox();
+                if !epochs.is_empty() {
+                    let w = sender.worker();
+                    out.activate()
+                        .session(c)
+                        .give_iterator(epochs.into_iter().map(|e| (w, e)));
+                }
+            }
+            if sh.aborted() || probe.done() {
+                cap = None;
+            }
+        }
+    });
+    let mut builder = OperatorBuilder::new("checkpoint marker receiver".to_string(), scope);
+    let mut input = builder.new_input(stream.broadcast(), Pipeline);
+    let receiver = Rc::clone(ck);
+    builder.build(move |_| {
+        move |_| {
+            input.for_each(|_, data| {
+                for (w, e) in data.drain(..) {
+                    receiver.observe(w, e);
+                }
+            });
+        }
+    });
+    activator
 }
 
 /// The fail gate: errors of producers with `"on_error": "fail"` meet on

@@ -20,13 +20,16 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, StreamVec};
 
-use lockstep_operators::encode::{Encoder, Format};
+use lockstep_operators::encode::Encoder;
 use lockstep_operators::node::Edge;
 use lockstep_operators::value::{encode_key, Rec};
 use lockstep_state::{key_hash, KeyGroups};
 
+use crate::checkpoint::{part_key, SinkPos, Tracked};
 use crate::graph::{SinkDef, SinkKind};
 use crate::runtime::Shared;
+use lockstep_state::{decode_value, encode_value, Checkpointer};
+use std::rc::Rc;
 
 /// One worker's sorted, encoded share of one epoch for one output file.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -139,6 +142,7 @@ pub fn build<'s>(
     input: Edge<'s>,
     fail: StreamVec<'s, u64, ()>,
     shared: &Arc<Shared>,
+    ck: Option<&Rc<Checkpointer>>,
 ) -> StreamVec<'s, u64, ()> {
     let (format, order_by, key, target) = match &def.kind {
         SinkKind::Null => return null_sink(input, def, idx, shared),
@@ -171,7 +175,7 @@ pub fn build<'s>(
         enc,
         Arc::clone(shared),
     );
-    write(scope, runs, fail, def, idx, target, format, shared)
+    write(scope, runs, fail, def, idx, target, shared, ck)
 }
 
 fn null_sink<'s>(
@@ -290,8 +294,8 @@ fn write<'s>(
     def: &SinkDef,
     idx: usize,
     target: Target,
-    format: Format,
     shared: &Arc<Shared>,
+    ck: Option<&Rc<Checkpointer>>,
 ) -> StreamVec<'s, u64, ()> {
     let peers = scope.peers();
     let mut builder = OperatorBuilder::new(format!("sink {} write", def.name), scope);
@@ -304,11 +308,18 @@ fn write<'s>(
     let mut out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<()>>>::from(out);
     let shared = Arc::clone(shared);
     let name = def.name.clone();
-    let _ = format;
+    let ck = ck.cloned();
+    let table = ck
+        .as_ref()
+        .and_then(|c| c.table_id(&crate::checkpoint::sink_table(&def.name)));
+    let header = match &def.kind {
+        SinkKind::File { format, .. } => Encoder::new(&def.schema, *format).header().to_string(),
+        _ => String::new(),
+    };
     builder.build(move |_| {
         let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Run>)> = BTreeMap::new();
         let mut failed_at: Option<u64> = None;
-        let mut files: BTreeMap<u32, Box<dyn Write>> = BTreeMap::new();
+        let mut files: BTreeMap<u32, Out> = BTreeMap::new();
         move |frontiers| {
             let o = out.activate();
             let port = o.output_index();
@@ -346,18 +357,23 @@ fn write<'s>(
                     let w = match files.entry(part) {
                         std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                         std::collections::btree_map::Entry::Vacant(v) => {
-                            let opened: std::io::Result<Box<dyn Write>> = match &target {
-                                Target::Stdout => Ok(Box::new(std::io::BufWriter::with_capacity(
-                                    1 << 16,
-                                    std::io::stdout(),
+                            let opened: Result<Out, String> = match (&target, &ck, table) {
+                                (Target::Stdout, _, _) => Ok(Out::Plain(Box::new(
+                                    std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()),
                                 ))),
-                                Target::Files(paths) => OpenOptions::new()
+                                (Target::Files(paths), Some(ck), Some(t)) => {
+                                    open_tracked(ck, t, &name, part, &paths[part as usize], &header)
+                                }
+                                (Target::Files(paths), _, _) => OpenOptions::new()
                                     .append(true)
                                     .open(&paths[part as usize])
                                     .map(|f| {
-                                        Box::new(std::io::BufWriter::with_capacity(1 << 16, f))
-                                            as Box<dyn Write>
-                                    }),
+                                        Out::Plain(Box::new(std::io::BufWriter::with_capacity(
+                                            1 << 16,
+                                            f,
+                                        )))
+                                    })
+                                    .map_err(|e| e.to_string()),
                             };
                             match opened {
                                 Ok(w) => v.insert(w),
@@ -370,10 +386,21 @@ fn write<'s>(
                             }
                         }
                     };
-                    let written = merge_into(&runs, w.as_mut());
-                    match written.and_then(|n| w.flush().map(|()| n)) {
+                    let written = merge_into(&runs, w.writer());
+                    match written.and_then(|n| w.writer().flush().map(|()| n)) {
                         Ok(n) => {
                             shared.sink_metrics(idx).fetch_add(n, Ordering::Relaxed);
+                            if let (Out::Tracked(t), Some(ck), Some(table)) = (&mut *w, &ck, table)
+                            {
+                                // The bytes of epoch e are flushed; the
+                                // checkpoint syncs them before committing.
+                                t.add_records(n);
+                                match encode_value(&t.pos()) {
+                                    Ok(v) => ck.stage(e, table, 0, &part_key(part), Some(v)),
+                                    Err(err) => shared.fail(format!("sink \"{name}\": {err}")),
+                                }
+                                ck.file_written(&file_name(&name, part));
+                            }
                         }
                         Err(err) => shared.fail(format!("sink \"{name}\": write failed: {err}")),
                     }
@@ -382,6 +409,53 @@ fn write<'s>(
         }
     });
     stream
+}
+
+/// A sink's open output: plain, or tracked for checkpoints.
+enum Out {
+    Plain(Box<dyn Write>),
+    Tracked(Tracked),
+}
+
+impl Out {
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Out::Plain(w) => w.as_mut(),
+            Out::Tracked(t) => t,
+        }
+    }
+}
+
+/// The name a sink's file is registered under for syncing.
+fn file_name(sink: &str, part: u32) -> String {
+    format!("sink {sink} partition {part}")
+}
+
+/// Opens a file sink's partition at its committed position (or right after
+/// its header when nothing was committed) and registers it for syncing.
+fn open_tracked(
+    ck: &Checkpointer,
+    table: u32,
+    sink: &str,
+    part: u32,
+    path: &std::path::Path,
+    header: &str,
+) -> Result<Out, String> {
+    let pos: SinkPos = match ck
+        .read(table, 0, &part_key(part))
+        .and_then(|v| v.map(|v| decode_value(&v)).transpose())
+    {
+        Ok(Some(p)) => p,
+        Ok(None) => SinkPos {
+            len: header.len() as u64,
+            crc: crc32fast::hash(header.as_bytes()),
+            records: 0,
+        },
+        Err(e) => return Err(format!("cannot read its checkpoint: {e}")),
+    };
+    let (t, sync) = Tracked::open(path, pos).map_err(|e| e.to_string())?;
+    ck.register_file(&file_name(sink, part), sync);
+    Ok(Out::Tracked(t))
 }
 
 /// The next unmerged entry of one run. The derived order compares fields in

@@ -4,6 +4,7 @@
 
 mod cli {
     mod api;
+    mod checkpoint;
     pub mod common;
     mod determinism;
     mod docs;

@@ -172,7 +172,7 @@ fn nexmark_graph(query: &str, events: u64) -> lockstep::Graph {
 /// What a lockstep run measured: (records read by all sources, records
 /// written, epoch latency p50 and p99).
 fn lockstep_run(graph: lockstep::Graph, workers: usize) -> (u64, u64, Option<f64>, Option<f64>) {
-    let s = lockstep::run(Arc::new(graph), &RunOptions { workers }).expect("run");
+    let s = lockstep::run(Arc::new(graph), &RunOptions::workers(workers)).expect("run");
     (
         s.sources.iter().map(|(_, r, _)| r).sum(),
         s.sinks[0].1,

@@ -92,7 +92,7 @@ pub fn run_example(dir: &std::path::Path) -> String {
         .sink("out", json!({"type": "file", "input": "c", "path": "clamped.jsonl"}))
         .build(&registry)
         .unwrap_or_else(|e| panic!("{e}"));
-    let summary = lockstep::run(Arc::new(graph), &RunOptions { workers: 2 }).expect("run");
+    let summary = lockstep::run(Arc::new(graph), &RunOptions::workers(2)).expect("run");
     eprintln!("{summary}");
     std::fs::read_to_string(dir.join("clamped.jsonl")).expect("output")
 }

@@ -28,7 +28,7 @@ use crate::encode::{Encoder, Format};
 use crate::keyed::{self, ByEpoch, Caps, KeyCols};
 use crate::node::{
     error_record, give_all, new_outputs, rejected, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port,
-    ERRORS_PORT,
+    StateCtx, ERRORS_PORT,
 };
 use crate::value::{errors_schema, Rec, Row, Schema, Type};
 use crate::window::plan_aggs;
@@ -172,7 +172,20 @@ impl Node for AggregateNode {
         Some(Arc::clone(&self.held))
     }
 
-    fn build<'s>(&self, scope: Scope<'s, u64>, mut inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
+    fn state_tables(&self) -> Vec<&'static str> {
+        vec![KEYS.name()]
+    }
+
+    fn build<'s>(&self, scope: Scope<'s, u64>, inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
+        self.build_checkpointed(scope, inputs, &StateCtx::none())
+    }
+
+    fn build_checkpointed<'s>(
+        &self,
+        scope: Scope<'s, u64>,
+        mut inputs: Vec<Edge<'s>>,
+        ctx: &StateCtx,
+    ) -> Vec<Edge<'s>> {
         let input = inputs.remove(0);
         let mut builder = OperatorBuilder::new(format!("aggregate {}", self.name), scope);
         let mut handle = builder.new_input(input, Exchange::new(self.key.router(scope.peers())));
@@ -186,6 +199,7 @@ impl Node for AggregateNode {
         let mut state = KeyedState::new(&KEYS)
             .tracking(false)
             .with_gauge(Arc::clone(&self.gauge));
+        let table = ctx.open(&KEYS, &mut state, scope.index(), scope.peers());
         builder.build(move |_caps| {
             // Per open epoch: per key bytes, the key, partial accumulators and
             // the largest event time.
@@ -245,7 +259,8 @@ impl Node for AggregateNode {
                     give_all(&mut handles, ERRORS, &cap, errors);
                 });
                 while let Some(entry) = pending.first_entry() {
-                    if frontiers[0].less_equal(entry.key()) {
+                    let epoch = *entry.key();
+                    if frontiers[0].less_equal(&epoch) {
                         break;
                     }
                     let (caps, mut keys) = entry.remove();
@@ -293,6 +308,7 @@ impl Node for AggregateNode {
                     }
                     give_all(&mut handles, MAIN, caps.get(MAIN), updates);
                     give_all(&mut handles, ERRORS, caps.get(ERRORS), errors);
+                    table.stage(epoch, &mut state);
                 }
             }
         });

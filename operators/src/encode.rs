@@ -5,6 +5,11 @@
 use crate::json::write_json_string;
 use crate::value::{Schema, Type, Value};
 
+/// The version of the output encoding, recorded in a checkpoint's manifest:
+/// a lockstep whose encoding differs (a change to this file's rules) must
+/// not append to output that an older encoding wrote.
+pub const OUTPUT_FORMAT: u32 = 1;
+
 /// An output format of a file or stdout sink.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -34,7 +34,7 @@ use crate::filter::compile_condition_in;
 use crate::keyed::{self, fire_epoch, is_late, ByEpoch, Caps, KeyCols};
 use crate::node::{
     error_record, give_all, new_outputs, rejected, Edge, Node, NodeConfig, NodeKind, PlanCtx, Port,
-    TimeMode, ERRORS_PORT,
+    StateCtx, TimeMode, ERRORS_PORT,
 };
 use crate::suggest;
 use crate::value::{errors_schema, Rec, Row, Schema, Text, Type, Value};
@@ -424,8 +424,21 @@ impl Node for JoinNode {
         Some(Arc::clone(&self.held))
     }
 
+    fn state_tables(&self) -> Vec<&'static str> {
+        vec![SIDES.name()]
+    }
+
+    fn build<'s>(&self, scope: Scope<'s, u64>, inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
+        self.build_checkpointed(scope, inputs, &StateCtx::none())
+    }
+
     #[allow(clippy::too_many_lines)]
-    fn build<'s>(&self, scope: Scope<'s, u64>, mut inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
+    fn build_checkpointed<'s>(
+        &self,
+        scope: Scope<'s, u64>,
+        mut inputs: Vec<Edge<'s>>,
+        ctx: &StateCtx,
+    ) -> Vec<Edge<'s>> {
         let right_in = inputs.remove(1);
         let left_in = inputs.remove(0);
         let mut builder = OperatorBuilder::new(format!("join {}", self.name), scope);
@@ -450,7 +463,8 @@ impl Node for JoinNode {
         let mut sides = KeyedState::new(&SIDES)
             .tracking(false)
             .with_gauge(Arc::clone(&self.gauge));
-        builder.build(move |_caps| {
+        let table = ctx.open(&SIDES, &mut sides, scope.index(), scope.peers());
+        builder.build(move |caps| {
             let mut stash: ByEpoch<Stash> = BTreeMap::new();
             let mut size_hint = 0usize;
             // Emptied per-epoch maps, reused (a fresh map per epoch made the
@@ -458,6 +472,23 @@ impl Node for JoinNode {
             let mut spare: Vec<Stash> = Vec::new();
             // Windowed: per fire epoch, the state keys whose window fires then.
             let mut fires: ByEpoch<Vec<(u32, Vec<u8>)>> = BTreeMap::new();
+            if let Some(size) = sh.window {
+                // Restored windows close as if they had never been away.
+                let init = Caps::new(caps);
+                for (group, sk, s) in sides.iter() {
+                    let Some(first) = s.left.first().or(s.right.first()) else {
+                        continue;
+                    };
+                    let start = first.time.div_euclid(size).saturating_mul(size);
+                    let f = fire_epoch(start.saturating_add(size), 0, epoch_ms);
+                    let f = u64::try_from(f).unwrap_or(0);
+                    fires
+                        .entry(f)
+                        .or_insert_with(|| (init.delayed(f), Vec::new()))
+                        .1
+                        .push((group, sk.clone()));
+                }
+            }
             let mut keybuf = Vec::new();
             let mut pair = Row::new();
             move |frontiers| {
@@ -583,6 +614,7 @@ impl Node for JoinNode {
                             sides.delete(group, &sk);
                         }
                     }
+                    table.stage(e, &mut sides);
                 }
             }
         });

@@ -7,7 +7,10 @@
 //! ([`Node::build`]), identically, so that every worker's dataflow matches.
 
 use std::fmt::Debug;
+use std::rc::Rc;
 use std::sync::Arc;
+
+use lockstep_state::{Checkpointer, KeyedState, StateDef, Table};
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -112,6 +115,150 @@ pub trait Node: Send + Sync + Debug {
     /// (backpressure: it shapes timing, never results).
     fn held_gauge(&self) -> Option<Arc<lockstep_state::StateGauge>> {
         None
+    }
+    /// The names of the state tables it keeps (its [`StateDef`]s), so that
+    /// a checkpoint knows every table before the job starts; empty for
+    /// stateless nodes.
+    ///
+    /// [`StateDef`]: lockstep_state::StateDef
+    fn state_tables(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+    /// Builds its operators in a job that checkpoints (`lockstep run
+    /// --state`): a stateful node restores its tables from `state` and
+    /// stages their changes as it finishes each epoch. Stateless nodes keep
+    /// the default, which is [`Node::build`].
+    fn build_checkpointed<'s>(
+        &self,
+        scope: Scope<'s, u64>,
+        inputs: Vec<Edge<'s>>,
+        state: &StateCtx,
+    ) -> Vec<Edge<'s>> {
+        let _ = state;
+        self.build(scope, inputs)
+    }
+}
+
+/// What a stateful node's operators are given to checkpoint their tables:
+/// nothing when the job runs without `--state`.
+#[derive(Clone, Default)]
+pub struct StateCtx {
+    ck: Option<Rc<Checkpointer>>,
+    node: String,
+    fail: Option<Arc<dyn Fn(String) + Send + Sync>>,
+}
+
+impl Debug for StateCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateCtx")
+            .field("node", &self.node)
+            .field("checkpointed", &self.ck.is_some())
+            .finish()
+    }
+}
+
+impl StateCtx {
+    /// No checkpoints.
+    pub fn none() -> StateCtx {
+        StateCtx::default()
+    }
+
+    /// Checkpoints of node `node` through `ck`; `fail` stops the job with a
+    /// message (a table that cannot be read or written).
+    pub fn new(
+        ck: Rc<Checkpointer>,
+        node: &str,
+        fail: Arc<dyn Fn(String) + Send + Sync>,
+    ) -> StateCtx {
+        StateCtx {
+            ck: Some(ck),
+            node: node.to_string(),
+            fail: Some(fail),
+        }
+    }
+
+    /// Opens the node's table `def` and restores the key groups this worker
+    /// owns into `state` (turning its change tracking on). Returns the
+    /// handle that stages changes, or `None` without checkpoints.
+    pub fn open<K, V>(
+        &self,
+        def: &StateDef<K, V>,
+        state: &mut KeyedState<K, V>,
+        worker: usize,
+        peers: usize,
+    ) -> Checkpointed<K, V>
+    where
+        K: Ord + std::hash::Hash + Clone + AsRef<[u8]> + From<Vec<u8>>,
+        V: Clone + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let Some(ck) = &self.ck else {
+            return Checkpointed {
+                table: None,
+                ctx: self.clone(),
+            };
+        };
+        let name = format!("node/{}/{}", self.node, def.name());
+        let table = match ck.table(&name, def) {
+            Ok(t) => t,
+            Err(e) => {
+                self.fail(format!("node \"{}\": {e}", self.node));
+                return Checkpointed {
+                    table: None,
+                    ctx: self.clone(),
+                };
+            }
+        };
+        state.set_tracking(true);
+        let groups = lockstep_state::KeyGroups::new(ck.key_groups());
+        if let Err(e) = table.restore(state, |g| groups.owner(g, peers) == worker) {
+            self.fail(format!(
+                "node \"{}\": cannot restore table \"{}\": {e}",
+                self.node,
+                def.name()
+            ));
+        }
+        Checkpointed {
+            table: Some(table),
+            ctx: self.clone(),
+        }
+    }
+
+    /// Stops the job with `message`.
+    pub fn fail(&self, message: String) {
+        if let Some(f) = &self.fail {
+            f(message);
+        }
+    }
+}
+
+/// A node's handle on one checkpointed table (or nothing, without
+/// checkpoints).
+pub struct Checkpointed<K, V> {
+    table: Option<Table<K, V>>,
+    ctx: StateCtx,
+}
+
+impl<K, V> Checkpointed<K, V>
+where
+    K: Ord + std::hash::Hash + Clone + AsRef<[u8]> + From<Vec<u8>>,
+    V: Clone + serde::Serialize + serde::de::DeserializeOwned,
+{
+    /// Whether the table is checkpointed.
+    pub fn is_on(&self) -> bool {
+        self.table.is_some()
+    }
+
+    /// Stages the changes of `state` made by epoch `epoch`: call it after
+    /// finishing each epoch, before dropping that epoch's capabilities.
+    pub fn stage(&self, epoch: u64, state: &mut KeyedState<K, V>) {
+        if let Some(t) = &self.table {
+            if let Err(e) = t.stage(epoch, state) {
+                self.ctx.fail(format!(
+                    "node \"{}\": cannot checkpoint: {e}",
+                    self.ctx.node
+                ));
+            }
+        }
     }
 }
 

@@ -37,10 +37,11 @@ use crate::config::{parse_config, Diag, Path};
 use crate::encode::{Encoder, Format};
 use crate::keyed::{self, bounds, fire_epoch, is_late, ByEpoch, Caps, KeyCols};
 use crate::node::{
-    error_record, give_all, new_outputs, rejected, Edge, Node, NodeConfig, NodeKind, Outputs,
-    PlanCtx, Port, TimeMode, ERRORS_PORT,
+    error_record, give_all, new_outputs, rejected, Checkpointed, Edge, Node, NodeConfig, NodeKind,
+    Outputs, PlanCtx, Port, StateCtx, TimeMode, ERRORS_PORT,
 };
 use crate::value::{cmp_total, errors_schema, Field, Rec, Row, Schema, Type, Value};
+use lockstep_state::store::FINISHED;
 
 /// The `window` node type.
 #[derive(Debug)]
@@ -413,7 +414,20 @@ impl Node for WindowNode {
         Some(Arc::clone(&self.held))
     }
 
-    fn build<'s>(&self, scope: Scope<'s, u64>, mut inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
+    fn state_tables(&self) -> Vec<&'static str> {
+        vec![PANES.name(), SESSIONS.name()]
+    }
+
+    fn build<'s>(&self, scope: Scope<'s, u64>, inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
+        self.build_checkpointed(scope, inputs, &StateCtx::none())
+    }
+
+    fn build_checkpointed<'s>(
+        &self,
+        scope: Scope<'s, u64>,
+        mut inputs: Vec<Edge<'s>>,
+        ctx: &StateCtx,
+    ) -> Vec<Edge<'s>> {
         let input = inputs.remove(0);
         let mut builder = OperatorBuilder::new(format!("window {}", self.shared.name), scope);
         let mut handle =
@@ -433,8 +447,15 @@ impl Node for WindowNode {
             held: Arc::clone(&self.held),
             spare: Vec::new(),
             spare_fires: Vec::new(),
+            panes_ck: None,
+            sessions_ck: None,
         };
-        builder.build(move |_caps| {
+        let (worker, peers) = (scope.index(), scope.peers());
+        op.panes_ck = Some(ctx.open(&PANES, &mut op.panes, worker, peers));
+        op.sessions_ck = Some(ctx.open(&SESSIONS, &mut op.sessions, worker, peers));
+        builder.build(move |caps| {
+            // Restored windows fire as if they had never been away.
+            op.schedule_restored(&Caps::new(caps));
             let mut keybuf = Vec::new();
             let mut wins = Vec::new();
             let mut vals = Vec::new();
@@ -640,6 +661,9 @@ struct WindowOp {
     spare: Vec<PanePartials>,
     /// Emptied fire lists, reused likewise.
     spare_fires: Vec<Vec<(u32, Vec<u8>, i64)>>,
+    /// Checkpoint handles of the two tables.
+    panes_ck: Option<Checkpointed<Vec<u8>, Pane>>,
+    sessions_ck: Option<Checkpointed<Vec<u8>, Sessions>>,
 }
 
 fn first_key<T>(m: &BTreeMap<u64, T>) -> Option<u64> {
@@ -679,6 +703,7 @@ impl WindowOp {
             if let Some((caps, wins)) = self.fires.remove(&e) {
                 self.fire(e, &caps, wins, out);
             }
+            self.stage(e);
         }
         // End of input: every window has fired and nothing can be late any
         // more, so the sessions' fired_until marks are dropped too.
@@ -690,6 +715,42 @@ impl WindowOp {
                 .collect();
             for (g, k) in keys {
                 self.sessions.delete(g, &k);
+            }
+            self.stage(FINISHED);
+        }
+    }
+
+    /// Stages the tables' changes made by epoch `e`.
+    fn stage(&mut self, e: u64) {
+        if let Some(c) = &self.panes_ck {
+            c.stage(e, &mut self.panes);
+        }
+        if let Some(c) = &self.sessions_ck {
+            c.stage(e, &mut self.sessions);
+        }
+    }
+
+    /// Schedules the fires of restored windows, under capabilities delayed
+    /// from the operator's initial ones.
+    fn schedule_restored(&mut self, init: &Caps) {
+        let panes: Vec<(u32, Vec<u8>, i64, i64)> = self
+            .panes
+            .iter()
+            .map(|(g, k, p)| (g, k.clone(), p.start, p.end))
+            .collect();
+        for (g, sk, start, end) in panes {
+            let f = fire_epoch(end, self.node.lateness, self.node.epoch_ms);
+            self.schedule(f, init, (g, sk, start));
+        }
+        if let Kind::Session(gap) = self.node.kind {
+            let live: Vec<(u32, Vec<u8>, i64, i64)> = self
+                .sessions
+                .iter()
+                .flat_map(|(g, k, ks)| ks.live.iter().map(move |s| (g, k.clone(), s.start, s.last)))
+                .collect();
+            for (g, kb, start, last) in live {
+                let f = self.node.session_fire(last, gap);
+                self.schedule(f, init, (g, kb, start));
             }
         }
     }

@@ -34,6 +34,9 @@ pub struct Graph {
     pub sinks: Vec<SinkDef>,
     /// Things that are allowed but probably not meant.
     pub warnings: Vec<Diagnostic>,
+    /// A fingerprint per element that shapes state or output: `(kind, name,
+    /// hex)` for `time` and every source, node and sink, in file order.
+    pub shape: Vec<(String, String, String)>,
 }
 
 /// Which operator produces a stream.

@@ -28,9 +28,11 @@ use timely::dataflow::Scope;
 use lockstep_operators::node::{Edge, TimeMode};
 use lockstep_operators::value::{Rec, Schema, Type, Value};
 
+use crate::checkpoint::{part_key, PartitionPos};
 use crate::graph::spec::NexmarkEvents;
 use crate::graph::{Graph, SourceKind};
 use crate::runtime::{Shared, SourceMetrics};
+use lockstep_state::{decode_value, encode_value, Checkpointer};
 use reader::{FilePart, GeneratorReader, Item, NexmarkReader, PartitionReader, TextReader};
 
 /// How many epochs a source may run ahead of the sinks' frontier while the
@@ -98,18 +100,23 @@ pub fn open_partition(
     schema: &Schema,
     parts: &[FilePart],
     p: u32,
+    from: Option<u64>,
 ) -> std::io::Result<Box<dyn PartitionReader>> {
     Ok(match kind {
         SourceKind::File { format, .. } => {
-            Box::new(TextReader::open(&parts[p as usize], schema, *format)?)
+            let mut part = parts[p as usize].clone();
+            if let Some(at) = from {
+                part.start = at;
+            }
+            Box::new(TextReader::open(&part, schema, *format)?)
         }
         SourceKind::Stdin { format } => Box::new(TextReader::from_reader(
             Box::new(std::io::BufReader::new(std::io::stdin())),
             schema,
             *format,
         )),
-        SourceKind::Generator(g) => Box::new(GeneratorReader::new(Arc::new(g.clone()), p)),
-        SourceKind::Nexmark(n) => Box::new(NexmarkReader::new(n, p)),
+        SourceKind::Generator(g) => Box::new(GeneratorReader::new(Arc::new(g.clone()), p, from)),
+        SourceKind::Nexmark(n) => Box::new(NexmarkReader::new(n, p, from)),
     })
 }
 
@@ -123,6 +130,9 @@ struct Part {
     count: u64,
     /// A record read but held back by backpressure: (epoch, is_error, record).
     pending: Option<(u64, bool, Rec)>,
+    /// The partition's checkpoint before the item read last (only kept
+    /// when the job checkpoints).
+    before: PartitionPos,
     out: Vec<Rec>,
     err: Vec<Rec>,
 }
@@ -236,6 +246,7 @@ pub fn build<'s>(
     idx: usize,
     shared: &Arc<Shared>,
     probe: &ProbeHandle<u64>,
+    ck: Option<&Rc<Checkpointer>>,
 ) -> (Edge<'s>, Edge<'s>) {
     let def = &graph.sources[idx];
     let mut builder = OperatorBuilder::new(format!("source {}", def.name), scope);
@@ -259,6 +270,12 @@ pub fn build<'s>(
     let probe = probe.clone();
     let file_parts = shared.file_parts[idx].clone();
     let partitions = kind.partitions();
+    let ck = ck.cloned();
+    let table = ck
+        .as_ref()
+        .and_then(|c| c.table_id(&crate::checkpoint::source_table(&def.name)));
+    let checkpointed = table.is_some();
+    let failer = Arc::clone(&shared);
     builder.build(move |mut caps| {
         let cap_err = caps.pop();
         let cap_main = caps.pop();
@@ -266,13 +283,33 @@ pub fn build<'s>(
         let mut open_error: Option<String> = None;
         if let (Some(c0), Some(c1)) = (cap_main, cap_err) {
             for p in (0..partitions).filter(|p| *p as usize % peers == me) {
-                match open_partition(&kind, &schema, &file_parts, p) {
+                // Where the last complete checkpoint left the partition.
+                let start: Option<PartitionPos> = match (&ck, table) {
+                    (Some(ck), Some(t)) => match ck
+                        .read(t, 0, &part_key(p))
+                        .and_then(|v| v.map(|v| decode_value(&v)).transpose())
+                    {
+                        Ok(s) => s,
+                        Err(e) => {
+                            open_error = Some(format!(
+                                "source \"{name}\" partition {p}: cannot read its checkpoint: {e}"
+                            ));
+                            continue;
+                        }
+                    },
+                    _ => None,
+                };
+                if start.is_some_and(|s| s.done) {
+                    continue;
+                }
+                match open_partition(&kind, &schema, &file_parts, p, start.map(|s| s.position)) {
                     Ok(reader) => parts.push(Part {
                         index: p,
+                        before: start.unwrap_or_default(),
                         reader,
                         caps: Some((c0.clone(), c1.clone())),
-                        max_time: None,
-                        count: 0,
+                        max_time: start.and_then(|s| s.max_time),
+                        count: start.map_or(0, |s| s.count),
                         pending: None,
                         out: Vec::new(),
                         err: Vec::new(),
@@ -284,6 +321,15 @@ pub fn build<'s>(
                 }
             }
         }
+        // Stages a partition's checkpoint, made by epoch `tag`.
+        let stage = move |p: u32, tag: u64, pos: PartitionPos| {
+            if let (Some(ck), Some(t)) = (&ck, table) {
+                match encode_value(&pos) {
+                    Ok(v) => ck.stage(tag, t, 0, &part_key(p), Some(v)),
+                    Err(e) => failer.fail(format!("source checkpoint: {e}")),
+                }
+            }
+        };
         if let Some(e) = open_error {
             shared.fail(e);
         }
@@ -324,6 +370,14 @@ pub fn build<'s>(
                     let (epoch, is_err, rec) = if let Some(p) = part.pending.take() {
                         p
                     } else {
+                        if checkpointed {
+                            part.before = PartitionPos {
+                                position: part.reader.position(),
+                                max_time: part.max_time,
+                                count: part.count,
+                                done: false,
+                            };
+                        }
                         match part.reader.next_item() {
                             Ok(Some(Item::Row(row))) => {
                                 match stamp(part, &row, time, event_time, &schema) {
@@ -363,6 +417,15 @@ pub fn build<'s>(
                             }
                             Ok(None) => {
                                 flush(part, &mut outs, shared.source_metrics(idx));
+                                if checkpointed {
+                                    let done = PartitionPos {
+                                        position: part.reader.position(),
+                                        max_time: part.max_time,
+                                        count: part.count,
+                                        done: true,
+                                    };
+                                    stage(part.index, part.epoch(), done);
+                                }
                                 part.caps = None;
                                 shared.partition_advanced(idx, part.index, u64::MAX);
                                 break;
@@ -379,6 +442,11 @@ pub fn build<'s>(
                     };
                     if epoch > part.epoch() {
                         flush(part, &mut outs, shared.source_metrics(idx));
+                        if checkpointed {
+                            // Every checkpoint from the old epoch until the
+                            // new one resumes at the record just read.
+                            stage(part.index, part.epoch(), part.before);
+                        }
                         if let Some((c0, c1)) = part.caps.as_mut() {
                             c0.downgrade(&epoch);
                             c1.downgrade(&epoch);

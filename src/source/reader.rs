@@ -42,6 +42,11 @@ pub trait PartitionReader {
     fn last_raw(&mut self) -> Option<(String, u64)> {
         None
     }
+
+    /// Where the next item starts: a byte offset (files), a record number
+    /// (generators), an event offset (nexmark). A reader opened at this
+    /// position yields the same items from here on.
+    fn position(&self) -> u64;
 }
 
 /// A byte range of a file: the lines that start in `[start, end)`.
@@ -224,6 +229,10 @@ fn count_lines(path: &FsPath, upto: u64) -> std::io::Result<u64> {
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl PartitionReader for TextReader {
+    fn position(&self) -> u64 {
+        self.pos
+    }
+
     fn last_raw(&mut self) -> Option<(String, u64)> {
         let raw = String::from_utf8_lossy(strip_eol(&self.buf)).into_owned();
         let line = self.base_line() + self.last_first;
@@ -351,12 +360,13 @@ pub struct GeneratorReader {
 }
 
 impl GeneratorReader {
-    /// Partition `p` of the generator: record numbers `p, p + P, ...`.
-    pub fn new(spec: Arc<GeneratorSpec>, p: u32) -> GeneratorReader {
+    /// Partition `p` of the generator: record numbers `p, p + P, ...`,
+    /// from record number `from` (a [`PartitionReader::position`]) if given.
+    pub fn new(spec: Arc<GeneratorSpec>, p: u32, from: Option<u64>) -> GeneratorReader {
         let step = u64::from(spec.partitions.max(1));
         GeneratorReader {
             spec,
-            next: u64::from(p),
+            next: from.unwrap_or(u64::from(p)),
             step,
         }
     }
@@ -424,6 +434,10 @@ fn gen_value(g: &FieldGen, seed: u64, f: usize, i: u64) -> Value {
 }
 
 impl PartitionReader for GeneratorReader {
+    fn position(&self) -> u64 {
+        self.next
+    }
+
     fn next_item(&mut self) -> std::io::Result<Option<Item>> {
         if self.next >= self.spec.count {
             return Ok(None);
@@ -449,8 +463,9 @@ pub struct NexmarkReader {
 
 impl NexmarkReader {
     /// Partition `p`: the events of the source's type numbered `p, p + P, ...`
-    /// among the events of that type.
-    pub fn new(spec: &NexmarkSpec, p: u32) -> NexmarkReader {
+    /// among the events of that type, from offset `from` (a
+    /// [`PartitionReader::position`]) if given.
+    pub fn new(spec: &NexmarkSpec, p: u32, from: Option<u64>) -> NexmarkReader {
         use nexmark::event::EventType;
         let cfg = nexmark::config::NexmarkConfig {
             base_time: spec.base_time,
@@ -463,7 +478,7 @@ impl NexmarkReader {
         };
         let gen = nexmark::EventGenerator::new(cfg)
             .with_type_filter(ty)
-            .with_offset(u64::from(p))
+            .with_offset(from.unwrap_or(u64::from(p)))
             .with_step(u64::from(spec.partitions.max(1)));
         NexmarkReader {
             gen,
@@ -487,6 +502,10 @@ fn text(s: String) -> Value {
 }
 
 impl PartitionReader for NexmarkReader {
+    fn position(&self) -> u64 {
+        self.gen.offset()
+    }
+
     fn next_item(&mut self) -> std::io::Result<Option<Item>> {
         use nexmark::event::Event;
         let n = self.gen.global_offset();

@@ -120,6 +120,11 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
         self
     }
 
+    /// Turns change tracking on or off in place.
+    pub fn set_tracking(&mut self, on: bool) {
+        self.tracking = on;
+    }
+
     /// Counts this table's keys in `gauge`.
     #[must_use]
     pub fn with_gauge(mut self, gauge: Arc<StateGauge>) -> Self {
@@ -234,6 +239,36 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
             .collect();
         all.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         all.into_iter()
+    }
+
+    /// Inserts a restored entry: counted, but not marked changed (it is
+    /// already in the checkpoint).
+    pub fn load(&mut self, group: u32, key: K, value: V) {
+        if self
+            .groups
+            .entry(group)
+            .or_default()
+            .insert(key, value)
+            .is_none()
+        {
+            self.len += 1;
+            self.counted(1);
+        }
+    }
+
+    /// Calls `f(group, key, value)` with the current value (`None`: deleted)
+    /// of every key written since the last call, in key-group and key
+    /// order, and forgets them. Nothing is cloned.
+    pub fn drain_changes(&mut self, mut f: impl FnMut(u32, &K, Option<&V>)) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for (g, k) in &dirty {
+            f(*g, k, self.get(*g, k));
+        }
+    }
+
+    /// Whether change tracking is on.
+    pub fn is_tracking(&self) -> bool {
+        self.tracking
     }
 
     /// The net change of every key written since the last call, in key-group

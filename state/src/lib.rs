@@ -9,10 +9,15 @@
 //! - [`KeyGroups`]: key group = hash mod G, owner worker = key group mod peers;
 //! - [`StateDef`]: typed, named state handles that operators declare up front;
 //! - [`KeyedState`]: working state in memory, organised by key group, with every
-//!   change tracked per epoch so that a checkpoint writes only what changed.
+//!   change tracked per epoch so that a checkpoint writes only what changed;
+//! - [`store`]: the RocksDB checkpoint store (one database per process), and
+//!   [`Checkpointer`], a worker's side of the checkpoint protocol.
 
+mod checkpoint;
 mod keyed;
 mod keygroup;
+pub mod store;
 
+pub use checkpoint::{decode_value, encode_value, Checkpointer, Table, VALUE_FORMAT};
 pub use keyed::{Change, KeyedState, StateDef, StateGauge};
 pub use keygroup::{key_hash, KeyGroups, DEFAULT_KEY_GROUPS};

@@ -89,7 +89,7 @@ fn every_registry_example_parses_plans_and_builds() {
                     .unwrap_or_else(|e| panic!("{}: {e}", kind.name()))
             }
         };
-        lockstep::run(Arc::new(graph), &lockstep::RunOptions { workers: 2 })
+        lockstep::run(Arc::new(graph), &lockstep::RunOptions::workers(2))
             .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
     }
 }

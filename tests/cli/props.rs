@@ -194,7 +194,7 @@ fn run_engine(stages: &[Stage], parts: &[Vec<In>], workers: usize) -> String {
     let graph = b
         .build(&Registry::builtin())
         .unwrap_or_else(|e| panic!("{e}"));
-    lockstep::run(Arc::new(graph), &RunOptions { workers }).expect("run");
+    lockstep::run(Arc::new(graph), &RunOptions::workers(workers)).expect("run");
     std::fs::read_to_string(tmp.path().join("out.jsonl")).expect("out")
 }
 

@@ -201,7 +201,22 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
     if !cx.diags.is_empty() {
         return None;
     }
+    let mut shape = vec![(
+        "time".to_string(),
+        String::new(),
+        fingerprint(top.get("time").unwrap_or(&Json::Null)),
+    )];
+    for (kind, section) in [
+        ("source", &sections.sources),
+        ("node", &sections.nodes),
+        ("sink", &sections.sinks),
+    ] {
+        for (name, def) in section {
+            shape.push((kind.to_string(), name.clone(), fingerprint(def)));
+        }
+    }
     Some(Graph {
+        shape,
         name: header.name,
         time: header.time?,
         checkpoint_every: header.checkpoint_every,
@@ -211,6 +226,45 @@ fn check(root: &Json, file: &str, registry: &Registry, cx: &mut Ctx<'_>) -> Opti
         sinks: sink_defs,
         warnings: Vec::new(),
     })
+}
+
+/// The fingerprint of a definition: the key hash of its canonical JSON text
+/// (object keys sorted), as 16 hex digits. Checkpoints record one per
+/// source, node and sink (and `time`), so a restart with a changed graph
+/// can say what changed.
+fn fingerprint(def: &Json) -> String {
+    fn canonical(v: &Json, out: &mut String) {
+        match v {
+            Json::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Json::String(k.clone()).to_string());
+                    out.push(':');
+                    canonical(&m[k], out);
+                }
+                out.push('}');
+            }
+            Json::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    canonical(x, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut text = String::new();
+    canonical(def, &mut text);
+    format!("{:016x}", lockstep_state::key_hash(text.as_bytes()))
 }
 
 /// `"a", "b", "c"`.

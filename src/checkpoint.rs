@@ -1,0 +1,377 @@
+//! Checkpoints of a job run with `--state DIR`: opening and checking the
+//! store before the workers start, rolling file sinks back to their
+//! committed bytes, the per-worker checkpoint loop, and the records that
+//! sources and sinks keep in it.
+//!
+//! The protocol is in `lockstep_state::checkpoint`; the byte layout in
+//! docs/state-format.md.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use lockstep_operators::encode::{Encoder, OUTPUT_FORMAT};
+use lockstep_operators::node::TimeMode;
+use lockstep_state::store::{Manifest, OpenMode, Store, StoreError, STORE_FORMAT};
+use lockstep_state::{decode_value, DEFAULT_KEY_GROUPS};
+
+use crate::graph::{Graph, SinkKind, SourceKind};
+
+/// A source partition's checkpoint: everything needed to replay it into
+/// the same epochs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionPos {
+    /// Where to read on: a byte offset (files), a record index
+    /// (generators), an event offset (nexmark).
+    pub position: u64,
+    /// The largest event time read so far.
+    pub max_time: Option<i64>,
+    /// Items read so far (records and rejected lines).
+    pub count: u64,
+    /// Whether the partition is exhausted.
+    pub done: bool,
+}
+
+/// A file sink partition's committed bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkPos {
+    /// The file's committed length in bytes.
+    pub len: u64,
+    /// CRC-32 (IEEE) of those bytes.
+    pub crc: u32,
+    /// Records in them.
+    pub records: u64,
+}
+
+/// The key of a partition (of a source or a sink) in its table.
+pub fn part_key(part: u32) -> [u8; 4] {
+    part.to_be_bytes()
+}
+
+/// The table of source `name`.
+pub fn source_table(name: &str) -> String {
+    format!("source/{name}")
+}
+
+/// The table of sink `name`.
+pub fn sink_table(name: &str) -> String {
+    format!("sink/{name}")
+}
+
+/// K of the spec's rule "a checkpoint whenever `frontier / K` increases":
+/// `checkpoint.every_epochs`, else 1 for `epoch_records` and
+/// `ceil(1000 / E)` (about a second of event time) for `epoch_ms`.
+pub fn every(graph: &Graph) -> u64 {
+    graph.checkpoint_every.unwrap_or(match graph.time {
+        TimeMode::EpochRecords(_) => 1,
+        TimeMode::EpochMs(e) => 1000u64.div_ceil(e.max(1)),
+    })
+}
+
+/// Every state table of a graph, in id order: sources, node tables, sinks.
+pub fn tables(graph: &Graph) -> Vec<String> {
+    let mut t: Vec<String> = graph
+        .sources
+        .iter()
+        .map(|s| source_table(&s.name))
+        .collect();
+    for n in &graph.nodes {
+        for table in n.node.state_tables() {
+            t.push(format!("node/{}/{table}", n.name));
+        }
+    }
+    for s in &graph.sinks {
+        if matches!(s.kind, SinkKind::File { .. }) {
+            t.push(sink_table(&s.name));
+        }
+    }
+    t
+}
+
+/// The manifest a run of `graph` on `workers` workers writes.
+pub fn manifest(graph: &Graph, workers: u32) -> Manifest {
+    Manifest {
+        store_format: STORE_FORMAT,
+        output_format: OUTPUT_FORMAT,
+        key_groups: DEFAULT_KEY_GROUPS,
+        workers,
+        job: graph.name.clone(),
+        shape: graph.shape.clone(),
+        tables: tables(graph),
+        written_by: format!("lockstep {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// A job's store, checked and settled, before its workers start.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The epoch the job resumes after (`None`: from the beginning).
+    pub resume: Option<u64>,
+    /// The tables, by id.
+    pub tables: Arc<Vec<String>>,
+    /// The key group count.
+    pub key_groups: u32,
+}
+
+fn store_err(e: StoreError) -> String {
+    e.0
+}
+
+/// Inputs and outputs that cannot take part in checkpoints: standard input
+/// cannot be replayed and standard output cannot be rolled back.
+pub fn check_checkpointable(graph: &Graph) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for s in &graph.sources {
+        if matches!(s.kind, SourceKind::Stdin { .. }) {
+            problems.push(format!(
+                "source \"{}\" reads standard input, which cannot be replayed after a crash; read a file instead",
+                s.name
+            ));
+        }
+    }
+    for s in &graph.sinks {
+        if matches!(s.kind, SinkKind::Stdout { .. }) {
+            problems.push(format!(
+                "sink \"{}\" writes standard output, which cannot be rolled back after a crash; write a file instead",
+                s.name
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "--state cannot checkpoint this job:\n  {}",
+            problems.join("\n  ")
+        ))
+    }
+}
+
+/// Opens the store in `dir` for a run of `graph` on `workers` workers:
+/// creates it on the first run; on a restart checks that it belongs to this
+/// graph and settles it at its last complete checkpoint. With `fresh`, an
+/// existing store is deleted first.
+///
+/// # Errors
+/// Every fault with a message that says what to do: a directory that cannot
+/// be created or holds something else, a store in use, damaged or from a
+/// newer version, or one made by a different graph (naming what changed).
+pub fn prepare(graph: &Graph, dir: &Path, workers: u32, fresh: bool) -> Result<Prepared, String> {
+    check_checkpointable(graph)?;
+    if fresh && dir.join("CURRENT").exists() {
+        // Open first: RocksDB's lock refuses a store a running job uses.
+        drop(Store::open(dir, OpenMode::Existing).map_err(store_err)?);
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| format!("state {}: cannot delete it for --fresh: {e}", dir.display()))?;
+    }
+    let store = Store::open(dir, OpenMode::Create).map_err(store_err)?;
+    let now = manifest(graph, workers);
+    let old_workers = match store.manifest().map_err(store_err)? {
+        Some(old) => {
+            let diffs = old.differences(&now);
+            if !diffs.is_empty() {
+                return Err(format!(
+                    "state {}: it was made by a different job graph, so its checkpoint cannot be used:\n  {}\n  \
+                     Undo the change to resume, use another --state directory, or add --fresh to delete this state and start over.",
+                    dir.display(),
+                    diffs.join("\n  ")
+                ));
+            }
+            old.workers
+        }
+        None => workers,
+    };
+    let resume = store.settle(old_workers, &now).map_err(store_err)?;
+    Ok(Prepared {
+        store: Arc::new(store),
+        resume,
+        tables: Arc::new(now.tables),
+        key_groups: now.key_groups,
+    })
+}
+
+/// The committed position of partition `part` of table `table`, if any.
+fn read_pos<T: serde::de::DeserializeOwned>(
+    p: &Prepared,
+    table: &str,
+    part: u32,
+) -> Result<Option<T>, String> {
+    if p.resume.is_none() {
+        return Ok(None);
+    }
+    let Some(id) = p.tables.iter().position(|t| t == table) else {
+        return Ok(None);
+    };
+    let id = u32::try_from(id).unwrap_or(u32::MAX);
+    let key = lockstep_state::store::base_key(id, 0, &part_key(part));
+    match p.store.get(&key).map_err(store_err)? {
+        Some(v) => decode_value(&v).map(Some).map_err(store_err),
+        None => Ok(None),
+    }
+}
+
+/// The CRC-32 of the first `len` bytes of `path`.
+fn crc_prefix(path: &Path, len: u64) -> std::io::Result<u32> {
+    let mut f = std::fs::File::open(path)?.take(len);
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finalize());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Rolls every file sink back to its committed bytes: checks that the
+/// file still holds them and truncates what a lost run wrote after them. A
+/// partition with nothing committed starts over (header only).
+///
+/// # Errors
+/// A file shorter than its committed length or whose committed bytes
+/// changed, or one that cannot be written.
+pub fn roll_back_sinks(graph: &Graph, p: &Prepared) -> Result<(), String> {
+    for s in &graph.sinks {
+        let SinkKind::File { paths, format, .. } = &s.kind else {
+            continue;
+        };
+        let header = Encoder::new(&s.schema, *format).header().to_string();
+        for (i, path) in paths.iter().enumerate() {
+            let part = u32::try_from(i).unwrap_or(u32::MAX);
+            let pos: Option<SinkPos> = read_pos(p, &sink_table(&s.name), part)?;
+            roll_back(&s.name, path, pos, header.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+fn roll_back(
+    name: &str,
+    path: &PathBuf,
+    pos: Option<SinkPos>,
+    header: &[u8],
+) -> Result<(), String> {
+    let what =
+        |e: std::io::Error| format!("sink \"{name}\": cannot roll back {}: {e}", path.display());
+    let Some(pos) = pos else {
+        let mut f = std::fs::File::create(path).map_err(|e| {
+            format!(
+                "sink \"{name}\": cannot create {}: {e}; check that its directory exists and is writable",
+                path.display()
+            )
+        })?;
+        f.write_all(header).map_err(what)?;
+        return f.sync_all().map_err(what);
+    };
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+            "sink \"{name}\": {} is missing, but the checkpoint says {} bytes of it were written; \
+                 restore the file, or add --fresh to start the job over",
+            path.display(),
+            pos.len
+        ))
+        }
+        Err(e) => return Err(what(e)),
+    };
+    if len < pos.len {
+        return Err(format!(
+            "sink \"{name}\": {} has {len} bytes, but the checkpoint says {} were written; \
+             the file was truncated or replaced after the job wrote it. Restore the file, or add --fresh to start the job over",
+            path.display(),
+            pos.len
+        ));
+    }
+    if crc_prefix(path, pos.len).map_err(what)? != pos.crc {
+        return Err(format!(
+            "sink \"{name}\": the first {} bytes of {} are not the bytes the job wrote (their checksum differs); \
+             the file was changed after the job wrote it. Restore the file, or add --fresh to start the job over",
+            pos.len,
+            path.display()
+        ));
+    }
+    if len > pos.len {
+        let f = OpenOptions::new().write(true).open(path).map_err(what)?;
+        f.set_len(pos.len).map_err(what)?;
+        f.sync_all().map_err(what)?;
+    }
+    Ok(())
+}
+
+/// The committed position of sink `sink`'s partition `part` and the bytes it
+/// starts from when nothing was committed.
+pub fn sink_start(p: &Prepared, sink: &str, part: u32) -> Result<Option<SinkPos>, String> {
+    read_pos(p, &sink_table(sink), part)
+}
+
+/// Appends at the end of a file, keeping its length, CRC and record count.
+pub struct Tracked {
+    file: std::io::BufWriter<std::fs::File>,
+    len: u64,
+    records: u64,
+    hasher: crc32fast::Hasher,
+}
+
+impl Tracked {
+    /// Opens `path` for appending at its committed position `pos` (the
+    /// file was rolled back to it); also returns a handle to sync it.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn open(path: &Path, pos: SinkPos) -> std::io::Result<(Tracked, Arc<std::fs::File>)> {
+        let mut f = OpenOptions::new().write(true).open(path)?;
+        f.seek(SeekFrom::Start(pos.len))?;
+        let sync = Arc::new(f.try_clone()?);
+        Ok((
+            Tracked {
+                file: std::io::BufWriter::with_capacity(1 << 16, f),
+                len: pos.len,
+                records: pos.records,
+                hasher: crc32fast::Hasher::new_with_initial_len(pos.crc, pos.len),
+            },
+            sync,
+        ))
+    }
+
+    /// Notes `n` more records written.
+    pub fn add_records(&mut self, n: u64) {
+        self.records += n;
+    }
+
+    /// The position after the bytes written so far.
+    pub fn pos(&self) -> SinkPos {
+        SinkPos {
+            len: self.len,
+            crc: self.hasher.clone().finalize(),
+            records: self.records,
+        }
+    }
+}
+
+impl Write for Tracked {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Reads a source partition's checkpoint.
+///
+/// # Errors
+/// Read errors, or a record that does not decode.
+pub fn source_start(p: &Prepared, source: &str, part: u32) -> Result<Option<PartitionPos>, String> {
+    read_pos(p, &source_table(source), part)
+}
