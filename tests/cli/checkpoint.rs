@@ -620,3 +620,49 @@ fn standard_input_and_output_cannot_be_checkpointed() {
     );
     assert!(!dir.path().join("st").exists(), "nothing is created");
 }
+
+/// Unmounts a test file system when dropped (also when the test fails).
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_during_a_checkpoint_is_a_clear_error_and_the_last_checkpoint_stays_usable() {
+    let want = reference(100_000);
+    let dir = crash_job(100_000);
+    let state = dir.path().join("state");
+    fs::create_dir(&state).expect("mkdir");
+    // A 1 MiB file system for the state: the first large checkpoint fills it.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "lockstep-full-disk-test"])
+        .arg(&state)
+        .status()
+        .expect("run mount");
+    assert!(
+        mounted.success(),
+        "this test mounts a 1 MiB tmpfs to fill a disk, which needs root (CI and the test command run as root)"
+    );
+    let guard = Mounted(state.clone());
+    let r = run_state(dir.path(), 2, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("failed"), "{}", r.stderr);
+    assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
+    assert!(r.stderr.contains("the disk is full; free some space and run the same command again"), "{}", r.stderr);
+    // "Free some space": move the state to a disk with room, and resume.
+    let moved = dir.path().join("moved");
+    fs::create_dir(&moved).expect("mkdir");
+    for e in fs::read_dir(&state).expect("ls") {
+        let p = e.expect("entry").path();
+        fs::copy(&p, moved.join(p.file_name().expect("name"))).expect("copy");
+    }
+    drop(guard);
+    fs::remove_dir(&state).expect("rmdir");
+    fs::rename(&moved, &state).expect("mv");
+    let again = run_state(dir.path(), 1, &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_outputs(&want, &outputs(dir.path()), "after a full disk");
+}
