@@ -20,7 +20,7 @@
 //!   plus the checkpoints in flight.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -40,6 +40,29 @@ pub const VALUE_FORMAT: u8 = 1;
 
 /// How many checkpoint records each worker keeps for `lockstep state`.
 const HISTORY: usize = 64;
+
+/// A worker folds its complete checkpoints into the folded state once their
+/// changes take this many bytes (so `pending` holds at most about this much
+/// per worker, plus the checkpoints not yet complete).
+const FOLD_BYTES: usize = 16 << 20;
+
+/// The bytes an entry takes.
+fn entry_bytes(e: &Entry) -> usize {
+    e.0.len() + e.1.as_ref().map_or(0, Vec::len) + 48
+}
+
+/// The net change of each key over `entries` (in the order they were made),
+/// in key order.
+fn net(entries: impl Iterator<Item = Entry>) -> Vec<Entry> {
+    let mut last: HashMap<Vec<u8>, Option<Vec<u8>>, foldhash::fast::FixedState> =
+        HashMap::default();
+    for (k, v) in entries {
+        last.insert(k, v);
+    }
+    let mut out: Vec<Entry> = last.into_iter().collect();
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out
+}
 
 /// Encodes a state value: [`VALUE_FORMAT`] then bincode.
 ///
@@ -108,9 +131,11 @@ fn crash_hook() -> Option<(u64, CrashPoint)> {
 struct Inner {
     /// Staged changes by the epoch that made them.
     staged: BTreeMap<u64, Vec<Entry>>,
-    /// This worker's checkpoints not yet known complete: their changes, to
-    /// fold into `state` once they are.
+    /// This worker's checkpoints not folded yet: their changes, to fold into
+    /// `state` once every worker completed them.
     unfolded: VecDeque<(u64, Vec<Entry>)>,
+    /// The bytes of `unfolded`.
+    unfolded_bytes: usize,
     last: Option<u64>,
     /// Each worker's last marker, as far as this worker knows.
     known: Vec<Option<u64>>,
@@ -300,28 +325,44 @@ impl Checkpointer {
         // frontier jumped over several checkpoint epochs still records its
         // state at each of them, so the resume point (the least marker over
         // all workers) is a state every worker can restore exactly.
-        let mut per: BTreeMap<u64, BTreeMap<Vec<u8>, Option<Vec<u8>>>> = BTreeMap::new();
+        let mut per: BTreeMap<u64, Vec<Vec<Entry>>> = BTreeMap::new();
         for (tag, entries) in ready {
-            let version = self.version_of(tag).min(epoch);
-            let net = per.entry(version).or_default();
-            for (k, v) in entries {
-                net.insert(k, v);
-            }
+            per.entry(self.version_of(tag).min(epoch))
+                .or_default()
+                .push(entries);
         }
         let changes: Vec<(u64, Vec<Entry>)> = per
             .into_iter()
-            .map(|(v, net)| (v, net.into_iter().collect()))
+            .map(|(v, mut lists)| {
+                // One epoch's changes name each key once (each table stages
+                // once per epoch); several epochs' are merged, later first.
+                let entries = if lists.len() == 1 {
+                    lists.pop().unwrap_or_default()
+                } else {
+                    net(lists.into_iter().flatten())
+                };
+                (v, entries)
+            })
             .collect();
         let min = inner.known.iter().copied().min().flatten();
-        let mut folds = Vec::new();
-        while inner
-            .unfolded
-            .front()
-            .is_some_and(|(e, _)| min.is_some_and(|m| *e <= m))
-        {
-            if let Some(f) = inner.unfolded.pop_front() {
-                folds.push(f);
+        // Fold complete checkpoints lazily, once their changes pass
+        // FOLD_BYTES: a window created and closed in between never reaches
+        // the folded state at all.
+        let mut folded = Vec::new();
+        let mut fold = Vec::new();
+        if inner.unfolded_bytes >= FOLD_BYTES {
+            let mut lists = Vec::new();
+            while inner
+                .unfolded
+                .front()
+                .is_some_and(|(e, _)| min.is_some_and(|m| *e <= m))
+            {
+                if let Some((e, entries)) = inner.unfolded.pop_front() {
+                    folded.push(e);
+                    lists.push(entries);
+                }
             }
+            fold = net(lists.into_iter().flatten());
         }
         let mut forget = Vec::new();
         while inner.history.len() >= HISTORY {
@@ -343,7 +384,8 @@ impl Checkpointer {
             self.worker,
             epoch,
             &changes,
-            &folds,
+            &folded,
+            &fold,
             &forget,
             &CheckpointRecord {
                 micros: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -352,18 +394,16 @@ impl Checkpointer {
         );
         let bytes = match written {
             Ok(b) => b,
-            Err(e) => {
-                // Put the folds back: they are still pending in the store.
-                for f in folds.into_iter().rev() {
-                    inner.unfolded.push_front(f);
-                }
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         };
         self.crash_hook(nth, CrashPoint::After);
         record.bytes = bytes;
         record.entries = changes.iter().map(|(_, c)| c.len() as u64).sum();
         record.micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if !folded.is_empty() {
+            inner.unfolded_bytes = inner.unfolded.iter().flat_map(|(_, c)| c).map(entry_bytes).sum();
+        }
+        inner.unfolded_bytes += changes.iter().flat_map(|(_, c)| c).map(entry_bytes).sum::<usize>();
         inner.unfolded.extend(changes);
         inner.history.push_back(epoch);
         inner.last = Some(epoch);

@@ -1,6 +1,6 @@
 //! Typed state handles and in-memory keyed state with per-epoch change tracking.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -90,7 +90,10 @@ pub struct KeyedState<K: Ord + Hash + Clone, V: Clone> {
     /// Hash maps: lookups are what operators do per record; the few
     /// callers that need order (`iter`, `key_groups`, `take_changes`) sort.
     groups: HashMap<u32, HashMap<K, V, Fixed>, Fixed>,
-    dirty: BTreeSet<(u32, K)>,
+    /// Keys written since changes were last taken, per key group (hash
+    /// sets: a write to a key already marked costs a lookup, not a clone;
+    /// taking changes sorts them).
+    dirty: HashMap<u32, HashSet<K, Fixed>, Fixed>,
     tracking: bool,
     len: usize,
     gauge: Option<Arc<StateGauge>>,
@@ -105,7 +108,7 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
         KeyedState {
             name: def.name(),
             groups: HashMap::default(),
-            dirty: BTreeSet::new(),
+            dirty: HashMap::default(),
             tracking: true,
             len: 0,
             gauge: None,
@@ -140,14 +143,28 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
 
     fn mark(&mut self, group: u32, key: &K) {
         if self.tracking {
-            self.dirty.insert((group, key.clone()));
+            let set = self.dirty.entry(group).or_default();
+            if !set.contains(key) {
+                set.insert(key.clone());
+            }
         }
+    }
+
+    /// The dirty keys, in key-group and key order, forgotten.
+    fn take_dirty(&mut self) -> Vec<(u32, K)> {
+        let mut all: Vec<(u32, K)> = self
+            .dirty
+            .iter_mut()
+            .flat_map(|(g, set)| set.drain().map(move |k| (*g, k)))
+            .collect();
+        all.sort_unstable();
+        all
     }
 
     /// The value of `key` for writing (marks it changed), if present.
     pub fn get_mut(&mut self, group: u32, key: &K) -> Option<&mut V> {
         if self.tracking && self.get(group, key).is_some() {
-            self.dirty.insert((group, key.clone()));
+            self.mark(group, key);
         }
         self.groups.get_mut(&group).and_then(|g| g.get_mut(key))
     }
@@ -155,9 +172,7 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
     /// The value of `key` for writing (marks it changed), inserting
     /// `make()` first if absent; also whether it was inserted. One lookup.
     pub fn entry(&mut self, group: u32, key: K, make: impl FnOnce() -> V) -> (&mut V, bool) {
-        if self.tracking {
-            self.dirty.insert((group, key.clone()));
-        }
+        self.mark(group, &key);
         let g = self.groups.entry(group).or_default();
         match g.entry(key) {
             std::collections::hash_map::Entry::Occupied(o) => (o.into_mut(), false),
@@ -260,8 +275,7 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
     /// of every key written since the last call, in key-group and key
     /// order, and forgets them. Nothing is cloned.
     pub fn drain_changes(&mut self, mut f: impl FnMut(u32, &K, Option<&V>)) {
-        let dirty = std::mem::take(&mut self.dirty);
-        for (g, k) in &dirty {
+        for (g, k) in &self.take_dirty() {
             f(*g, k, self.get(*g, k));
         }
     }
@@ -274,8 +288,7 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
     /// The net change of every key written since the last call, in key-group
     /// and key order, and forgets them.
     pub fn take_changes(&mut self) -> Vec<(u32, K, Change<V>)> {
-        let dirty = std::mem::take(&mut self.dirty);
-        dirty
+        self.take_dirty()
             .into_iter()
             .map(|(g, k)| {
                 let change = match self.get(g, &k) {

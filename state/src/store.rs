@@ -10,7 +10,7 @@
 //! | `meta` | `"marker" ‖ worker u32` | epoch u64: the worker's last checkpoint |
 //! | `meta` | `"history" ‖ epoch u64 ‖ worker u32` | [`CheckpointRecord`] (bincode) |
 //! | `state` | `table u32 ‖ key group u32 ‖ key` | value bytes (the folded state) |
-//! | `pending` | `epoch u64 ‖ worker u32 ‖ table u32 ‖ key group u32 ‖ key` | `0x00` (deleted) or `0x01 ‖ value` |
+//! | `pending` | `epoch u64 ‖ worker u32 ‖ table u32 ‖ key group u32 ‖ key` | the value, or nothing (deleted) |
 //! | `decisions` | `table u32 ‖ partition u32 ‖ sequence u64` | decision bytes |
 //!
 //! `state` holds every table's contents as of a checkpoint that all workers
@@ -300,6 +300,13 @@ impl Store {
         opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         opts.set_paranoid_checks(true);
         opts.set_max_background_jobs(1);
+        // Checkpoints only write during a run (reads happen at start), so
+        // the memtable is a vector, sorted when flushed: an insert is an
+        // append instead of a skip-list search.
+        opts.set_allow_concurrent_memtable_write(false);
+        // The small `meta` family would otherwise pin every log file until
+        // it fills its own memtable: flush it when the logs pass 64 MiB.
+        opts.set_max_total_wal_size(64 << 20);
         opts.set_keep_log_file_num(2);
         opts.set_manifest_preallocation_size(64 << 10);
         // No space is reserved ahead (fallocate): a full disk then shows up
@@ -311,6 +318,7 @@ impl Store {
         let cfs = [CF_META, CF_STATE, CF_PENDING, CF_DECISIONS].map(|name| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            o.set_memtable_factory(rocksdb::MemtableFactory::Vector);
             ColumnFamilyDescriptor::new(name, o)
         });
         let db = DB::open_cf_descriptors(&opts, dir, cfs)
@@ -453,10 +461,10 @@ impl Store {
             let epoch = u64_of(&k).ok_or_else(|| self.damaged("pending key"))?;
             if resume.is_some_and(|r| epoch <= r) {
                 let base = k.get(12..).ok_or_else(|| self.damaged("pending key"))?;
-                match v.first() {
-                    Some(1) => b.put_cf(state, base, &v[1..]),
-                    Some(0) => b.delete_cf(state, base),
-                    _ => return Err(self.damaged("pending value")),
+                if v.is_empty() {
+                    b.delete_cf(state, base);
+                } else {
+                    b.put_cf(state, base, &v);
                 }
             }
             b.delete_cf(pending, &k);
@@ -486,46 +494,47 @@ impl Store {
 
     /// Writes one worker's checkpoint at `epoch` as one synced batch: its
     /// changes since its last checkpoint (`changes`: per checkpoint epoch up
-    /// to `epoch`, the net changes of the epochs it covers, in `pending`), the
-    /// folding of its earlier checkpoints that every worker has completed
-    /// (`folds`: their epochs and changes, moved into `state`), its marker
-    /// and a history record. Returns the batch's size in bytes.
+    /// to `epoch`, the net changes of the epochs it covers, into `pending`),
+    /// the folding of earlier checkpoints of this worker that every worker
+    /// has completed (`folded`: their epochs, whose `pending` entries are
+    /// deleted, and `fold`: their net changes, written to `state`), its
+    /// marker and a history record. Returns the batch's size in bytes.
     ///
     /// # Errors
     /// Write errors (a full disk among them): the checkpoint is then not
     /// written at all, and the last complete one is intact.
+    #[allow(clippy::too_many_arguments)]
     pub fn write_checkpoint(
         &self,
         worker: u32,
         epoch: u64,
         changes: &[(u64, Vec<Entry>)],
-        folds: &[(u64, Vec<Entry>)],
+        folded: &[u64],
+        fold: &[Entry],
         forget_history: &[u64],
         record: &CheckpointRecord,
     ) -> Result<u64, StoreError> {
         let (meta, state, pending) = (self.cf(CF_META)?, self.cf(CF_STATE)?, self.cf(CF_PENDING)?);
         let mut b = WriteBatch::default();
+        let mut pk = Vec::new();
         for (version, entries) in changes {
             for (k, v) in entries {
-                let pk = pending_key(*version, worker, k);
-                match v {
-                    Some(v) => {
-                        let mut val = Vec::with_capacity(v.len() + 1);
-                        val.push(1);
-                        val.extend_from_slice(v);
-                        b.put_cf(pending, pk, val);
-                    }
-                    None => b.put_cf(pending, pk, [0u8]),
-                }
+                pk.clear();
+                pk.extend_from_slice(&version.to_be_bytes());
+                pk.extend_from_slice(&worker.to_be_bytes());
+                pk.extend_from_slice(k);
+                // A value is never empty (it starts with its format byte):
+                // empty means deleted.
+                b.put_cf(pending, &pk, v.as_deref().unwrap_or(&[]));
             }
         }
-        for (e, entries) in folds {
-            for (k, v) in entries {
-                match v {
-                    Some(v) => b.put_cf(state, k, v),
-                    None => b.delete_cf(state, k),
-                }
+        for (k, v) in fold {
+            match v {
+                Some(v) => b.put_cf(state, k, v),
+                None => b.delete_cf(state, k),
             }
+        }
+        for e in folded {
             let mut from = e.to_be_bytes().to_vec();
             from.extend_from_slice(&worker.to_be_bytes());
             let mut to = e.to_be_bytes().to_vec();
@@ -627,14 +636,10 @@ impl Store {
                 if !base.starts_with(&prefix) {
                     continue;
                 }
-                match v.first() {
-                    Some(1) => {
-                        all.insert(base.to_vec(), v[1..].to_vec());
-                    }
-                    Some(0) => {
-                        all.remove(base);
-                    }
-                    _ => return Err(self.damaged("pending value")),
+                if v.is_empty() {
+                    all.remove(base);
+                } else {
+                    all.insert(base.to_vec(), v.to_vec());
                 }
             }
         }
