@@ -24,7 +24,7 @@ use timely::scheduling::Activator;
 use lockstep_operators::encode::{Encoder, Format};
 use lockstep_operators::node::{Edge, StateCtx};
 use lockstep_operators::value::{Rec, Value};
-use lockstep_state::store::{CheckpointRecord, FINISHED};
+use lockstep_state::store::{Changes, CheckpointRecord, FINISHED};
 use lockstep_state::Checkpointer;
 
 use crate::checkpoint;
@@ -94,6 +94,8 @@ pub struct Shared {
     held: Vec<Arc<lockstep_state::StateGauge>>,
     /// Checkpoints written, per worker: (worker, epoch, record).
     checkpoints: Mutex<Vec<(u32, u64, CheckpointRecord)>>,
+    /// Each worker's changes not folded when it finished.
+    leftovers: Mutex<Vec<(u32, Vec<Changes>)>>,
 }
 
 /// What one item a keyed node holds for an open epoch (a stashed record or
@@ -391,6 +393,7 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
             .filter_map(|n| n.node.held_gauge())
             .collect(),
         checkpoints: Mutex::new(Vec::new()),
+        leftovers: Mutex::new(Vec::new()),
     });
     for n in &graph.nodes {
         for g in n.node.state_gauges().into_iter().chain(n.node.held_gauge()) {
@@ -424,9 +427,17 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
             }
         }
         if let Some(ck) = &ck {
-            // The input is exhausted and every operator has finished.
-            if !s.aborted() && ck.due(None).is_some() {
+            // The input is exhausted and every operator has finished: the
+            // checkpoints decided last, then the final one.
+            while !s.aborted() {
+                let Some(c) = ck.next_ready(None) else { break };
+                write_checkpoint(ck, c, &s);
+            }
+            if !s.aborted() && ck.finish_due() {
                 write_checkpoint(ck, FINISHED, &s);
+            }
+            if let Ok(mut l) = s.leftovers.lock() {
+                l.push((ck.worker(), ck.take_unfolded()));
             }
         }
     })
@@ -438,9 +449,17 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
         return Err(err(message));
     }
     if let Some(p) = &prepared {
-        // Fold the final checkpoint: the state then holds each key once.
+        // Fold what the workers have not folded yet: the state then holds
+        // each key once, and nothing is pending.
+        let mut leftovers = shared
+            .leftovers
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        leftovers.sort_by_key(|(w, _)| *w);
+        let lists: Vec<Vec<Changes>> = leftovers.into_iter().map(|(_, c)| c).collect();
         p.store
-            .settle(nworkers, &checkpoint::manifest(&graph, nworkers))
+            .finish(&checkpoint::manifest(&graph, nworkers), &lists)
             .map_err(|e| err(e.0))?;
     }
     let mut summary = summary(&graph, &shared, started.elapsed());
@@ -448,9 +467,10 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
     Ok(summary)
 }
 
-/// After each step of a worker: writes the checkpoint that the worker's
-/// frontier has made due, and lets the markers operator broadcast it (or,
-/// at the end of the input, finish).
+/// After each step of a worker: worker 0 decides the checkpoint its
+/// frontier has made due; every worker writes the decided checkpoints its
+/// frontier has passed, and lets the markers operator broadcast decisions and
+/// markers (or, at the end of the input, finish).
 fn checkpoint_step(
     ck: &Checkpointer,
     probe: &ProbeHandle<u64>,
@@ -461,14 +481,23 @@ fn checkpoint_step(
         markers.activate();
         return;
     }
-    match probe.with_frontier(|f| f.first().copied()) {
-        Some(f) => {
-            if let Some(c) = ck.due(Some(f)) {
-                write_checkpoint(ck, c, shared);
+    let frontier = probe.with_frontier(|f| f.first().copied());
+    match frontier {
+        Some(f) if ck.worker() == 0 => {
+            if let Some(c) = ck.due(f) {
+                ck.decide(c);
                 markers.activate();
             }
         }
+        Some(_) => {}
         None => markers.activate(),
+    }
+    while let Some(c) = ck.next_ready(frontier) {
+        write_checkpoint(ck, c, shared);
+        markers.activate();
+        if shared.aborted() {
+            return;
+        }
     }
 }
 
@@ -642,9 +671,10 @@ fn build_dataflow<'s>(
     ck.map(|ck| markers(scope, ck, probe, shared))
 }
 
-/// The checkpoint markers: each worker broadcasts the epochs of the
-/// checkpoints it wrote, so every worker learns which checkpoints are
-/// complete (and may fold its own). The operator holds a capability (on a
+/// The checkpoint markers: worker 0 broadcasts the epochs it decides are
+/// checkpoints, and each worker broadcasts the checkpoints it wrote, so every
+/// worker writes the same checkpoints and learns which are complete (and may
+/// fold its own). The operator holds a capability (on a
 /// stream nothing probes) until the job's input is exhausted or it fails.
 fn markers<'s>(
     scope: Scope<'s, u64>,
@@ -654,20 +684,24 @@ fn markers<'s>(
 ) -> Activator {
     let mut builder = OperatorBuilder::new("checkpoint markers".to_string(), scope);
     let info = builder.operator_info();
-    let (out, stream) = builder.new_output::<Vec<(u32, u64)>>();
-    let mut out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<(u32, u64)>>>::from(out);
+    let (out, stream) = builder.new_output::<Vec<(bool, u32, u64)>>();
+    let mut out = OutputBuilder::<u64, CapacityContainerBuilder<Vec<(bool, u32, u64)>>>::from(out);
     let activator = scope.activator_for(info.address);
     let (sender, probe, sh) = (Rc::clone(ck), probe.clone(), Arc::clone(shared));
     builder.build(move |mut caps| {
         let mut cap = caps.pop();
         move |_| {
             if let Some(c) = &cap {
-                let epochs = sender.take_outbox();
-                if !epochs.is_empty() {
-                    let w = sender.worker();
+                // (true, 0, e): worker 0 decided that e is a checkpoint;
+                // (false, w, e): worker w completed checkpoint e.
+                let w = sender.worker();
+                let decisions = sender.take_decisions().into_iter().map(|e| (true, 0, e));
+                let markers = sender.take_outbox().into_iter().map(move |e| (false, w, e));
+                let messages: Vec<(bool, u32, u64)> = decisions.chain(markers).collect();
+                if !messages.is_empty() {
                     out.activate()
                         .session(c)
-                        .give_iterator(epochs.into_iter().map(|e| (w, e)));
+                        .give_iterator(messages.into_iter());
                 }
             }
             if sh.aborted() || probe.done() {
@@ -681,8 +715,12 @@ fn markers<'s>(
     builder.build(move |_| {
         move |_| {
             input.for_each(|_, data| {
-                for (w, e) in data.drain(..) {
-                    receiver.observe(w, e);
+                for (decision, w, e) in data.drain(..) {
+                    if decision {
+                        receiver.decide(e);
+                    } else {
+                        receiver.observe(w, e);
+                    }
                 }
             });
         }

@@ -20,7 +20,7 @@
 //!   plus the checkpoints in flight.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -31,7 +31,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::store::{base_key, CheckpointRecord, Entry, Store, StoreError, FINISHED};
+use crate::store::{base_key, Changes, CheckpointRecord, Store, StoreError, FINISHED};
 use crate::{KeyedState, StateDef};
 
 /// The version byte in front of every state value (then bincode 1.3 of the
@@ -44,25 +44,7 @@ const HISTORY: usize = 64;
 /// A worker folds its complete checkpoints into the folded state once their
 /// changes take this many bytes (so `pending` holds at most about this much
 /// per worker, plus the checkpoints not yet complete).
-const FOLD_BYTES: usize = 16 << 20;
-
-/// The bytes an entry takes.
-fn entry_bytes(e: &Entry) -> usize {
-    e.0.len() + e.1.as_ref().map_or(0, Vec::len) + 48
-}
-
-/// The net change of each key over `entries` (in the order they were made),
-/// in key order.
-fn net(entries: impl Iterator<Item = Entry>) -> Vec<Entry> {
-    let mut last: HashMap<Vec<u8>, Option<Vec<u8>>, foldhash::fast::FixedState> =
-        HashMap::default();
-    for (k, v) in entries {
-        last.insert(k, v);
-    }
-    let mut out: Vec<Entry> = last.into_iter().collect();
-    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out
-}
+const FOLD_BYTES: usize = 8 << 20;
 
 /// Encodes a state value: [`VALUE_FORMAT`] then bincode.
 ///
@@ -102,6 +84,7 @@ pub struct Checkpointer {
     resume: Option<u64>,
     inner: RefCell<Inner>,
     crash_at: Option<(u64, CrashPoint)>,
+    fold_bytes: usize,
 }
 
 /// Where the crash-test hook stops the process inside a checkpoint.
@@ -130,13 +113,21 @@ fn crash_hook() -> Option<(u64, CrashPoint)> {
 #[derive(Debug, Default)]
 struct Inner {
     /// Staged changes by the epoch that made them.
-    staged: BTreeMap<u64, Vec<Entry>>,
+    staged: BTreeMap<u64, Changes>,
+    /// Emptied change buffers, reused (fresh ones fault in fresh pages).
+    spare: Vec<Changes>,
     /// This worker's checkpoints not folded yet: their changes, to fold into
     /// `state` once every worker completed them.
-    unfolded: VecDeque<(u64, Vec<Entry>)>,
+    unfolded: VecDeque<(u64, Vec<Changes>)>,
     /// The bytes of `unfolded`.
     unfolded_bytes: usize,
     last: Option<u64>,
+    /// Checkpoint epochs decided (by worker 0) and not yet written here.
+    decided: VecDeque<u64>,
+    /// The last epoch decided.
+    last_decided: Option<u64>,
+    /// Decisions made here (worker 0) and not yet broadcast.
+    decisions_out: Vec<u64>,
     /// Each worker's last marker, as far as this worker knows.
     known: Vec<Option<u64>>,
     /// Epochs of this worker's history records, oldest first.
@@ -171,11 +162,21 @@ impl Checkpointer {
             resume,
             inner: RefCell::new(Inner {
                 last: resume,
+                last_decided: resume,
                 known: vec![resume; peers as usize],
                 ..Inner::default()
             }),
             crash_at: if worker == 0 { crash_hook() } else { None },
+            fold_bytes: FOLD_BYTES,
         }
+    }
+
+    /// Folds complete checkpoints once their changes take `bytes` (default
+    /// 8 MiB; 0 folds at every checkpoint).
+    #[must_use]
+    pub fn with_fold_bytes(mut self, bytes: usize) -> Self {
+        self.fold_bytes = bytes;
+        self
     }
 
     fn crash_hook(&self, written: u64, at: CrashPoint) {
@@ -234,12 +235,35 @@ impl Checkpointer {
 
     /// Stages a change of `(table, group, key)` made by epoch `tag`.
     pub fn stage(&self, tag: u64, table: u32, group: u32, key: &[u8], value: Option<Vec<u8>>) {
-        self.inner
-            .borrow_mut()
+        let _ = self.stage_with(tag, table, group, key, |out| {
+            if let Some(v) = &value {
+                out.extend_from_slice(v);
+            }
+            Ok::<bool, StoreError>(value.is_some())
+        });
+    }
+
+    /// Stages a change of `(table, group, key)` made by epoch `tag`, its
+    /// value written by `value` straight into the staging buffer (which
+    /// returns whether there is one: `false` is a deletion).
+    ///
+    /// # Errors
+    /// The error `value` returns.
+    pub fn stage_with<E>(
+        &self,
+        tag: u64,
+        table: u32,
+        group: u32,
+        key: &[u8],
+        value: impl FnOnce(&mut Vec<u8>) -> Result<bool, E>,
+    ) -> Result<(), E> {
+        let mut inner = self.inner.borrow_mut();
+        let inner = &mut *inner;
+        let changes = inner
             .staged
             .entry(tag)
-            .or_default()
-            .push((base_key(table, group, key), value));
+            .or_insert_with(|| inner.spare.pop().unwrap_or_default());
+        changes.push(table, group, key, value)
     }
 
     /// The value of `(table, group, key)` at the resume point.
@@ -268,25 +292,46 @@ impl Checkpointer {
         }
     }
 
-    /// The checkpoint epoch that covers changes made by epoch `tag`: the
-    /// first `m * K - 1` at or after it.
-    fn version_of(&self, tag: u64) -> u64 {
-        (tag / self.every)
-            .checked_add(1)
-            .and_then(|m| m.checked_mul(self.every))
-            .map_or(FINISHED, |b| b - 1)
+    /// Worker 0's decision: the checkpoint that its frontier `frontier` has
+    /// made due, `floor(f / K) * K - 1`, if it is past the last one decided.
+    /// Every worker writes the decided checkpoints, so all of them hold
+    /// their state at the same epochs.
+    pub fn due(&self, frontier: u64) -> Option<u64> {
+        let last = self.inner.borrow().last_decided;
+        let c = (frontier / self.every)
+            .checked_mul(self.every)?
+            .checked_sub(1)?;
+        last.is_none_or(|l| c > l).then_some(c)
     }
 
-    /// The checkpoint due at worker frontier `frontier` (`None`: input
-    /// exhausted), if any: `floor(f / K) * K - 1` when that is past the last
-    /// one, or [`FINISHED`].
-    pub fn due(&self, frontier: Option<u64>) -> Option<u64> {
-        let last = self.inner.borrow().last;
-        let c = match frontier {
-            None => FINISHED,
-            Some(f) => (f / self.every).checked_mul(self.every)?.checked_sub(1)?,
-        };
-        (last.is_none_or(|l| c > l) && last != Some(FINISHED)).then_some(c)
+    /// Records a checkpoint decided by worker 0 (here or received).
+    pub fn decide(&self, epoch: u64) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.last_decided.is_none_or(|l| epoch > l) {
+            inner.last_decided = Some(epoch);
+            inner.decided.push_back(epoch);
+            if self.worker == 0 {
+                inner.decisions_out.push(epoch);
+            }
+        }
+    }
+
+    /// Decisions made here and not yet broadcast.
+    pub fn take_decisions(&self) -> Vec<u64> {
+        std::mem::take(&mut self.inner.borrow_mut().decisions_out)
+    }
+
+    /// The next decided checkpoint this worker can write: its frontier
+    /// (`None`: everything is done) has passed it.
+    pub fn next_ready(&self, frontier: Option<u64>) -> Option<u64> {
+        let inner = self.inner.borrow();
+        let c = *inner.decided.front()?;
+        frontier.is_none_or(|f| c < f).then_some(c)
+    }
+
+    /// Whether the final checkpoint is still to be written.
+    pub fn finish_due(&self) -> bool {
+        self.inner.borrow().last != Some(FINISHED)
     }
 
     /// The last checkpoint this worker wrote (or resumed from).
@@ -304,7 +349,8 @@ impl Checkpointer {
     /// written, and the last complete one stays intact.
     pub fn checkpoint(&self, epoch: u64) -> Result<CheckpointRecord, StoreError> {
         let started = Instant::now();
-        let mut inner = self.inner.borrow_mut();
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
         for (name, (file, dirty)) in &mut inner.files {
             if *dirty {
                 file.sync_data().map_err(|e| {
@@ -315,55 +361,43 @@ impl Checkpointer {
                 *dirty = false;
             }
         }
+        if inner.decided.front() == Some(&epoch) {
+            inner.decided.pop_front();
+        }
         let later = match epoch.checked_add(1) {
             Some(next) => inner.staged.split_off(&next),
             None => BTreeMap::new(),
         };
         let ready = std::mem::replace(&mut inner.staged, later);
-        // Net changes per checkpoint epoch: a change made by epoch t belongs
-        // to the first checkpoint epoch at or after t. A worker whose
-        // frontier jumped over several checkpoint epochs still records its
-        // state at each of them, so the resume point (the least marker over
-        // all workers) is a state every worker can restore exactly.
-        let mut per: BTreeMap<u64, Vec<Vec<Entry>>> = BTreeMap::new();
-        for (tag, entries) in ready {
-            per.entry(self.version_of(tag).min(epoch))
-                .or_default()
-                .push(entries);
-        }
-        let changes: Vec<(u64, Vec<Entry>)> = per
-            .into_iter()
-            .map(|(v, mut lists)| {
-                // One epoch's changes name each key once (each table stages
-                // once per epoch); several epochs' are merged, later first.
-                let entries = if lists.len() == 1 {
-                    lists.pop().unwrap_or_default()
-                } else {
-                    net(lists.into_iter().flatten())
-                };
-                (v, entries)
-            })
-            .collect();
+        // All changes made by epochs up to this checkpoint are its version,
+        // written in the order they were made: a key changed by several of
+        // these epochs is written again, and the last write wins (in the
+        // batch, and when folded).
+        let lists: Vec<Changes> = ready.into_values().collect();
+        let changes: Vec<(&[u8], Option<&[u8]>)> = lists.iter().flat_map(Changes::iter).collect();
         let min = inner.known.iter().copied().min().flatten();
         // Fold complete checkpoints lazily, once their changes pass
         // FOLD_BYTES: a window created and closed in between never reaches
         // the folded state at all.
         let mut folded = Vec::new();
-        let mut fold = Vec::new();
-        if inner.unfolded_bytes >= FOLD_BYTES {
-            let mut lists = Vec::new();
-            while inner
+        let fold_count = if inner.unfolded_bytes >= self.fold_bytes {
+            inner
                 .unfolded
-                .front()
-                .is_some_and(|(e, _)| min.is_some_and(|m| *e <= m))
-            {
-                if let Some((e, entries)) = inner.unfolded.pop_front() {
-                    folded.push(e);
-                    lists.push(entries);
-                }
-            }
-            fold = net(lists.into_iter().flatten());
-        }
+                .iter()
+                .take_while(|(e, _)| min.is_some_and(|m| *e <= m))
+                .count()
+        } else {
+            0
+        };
+        folded.extend(inner.unfolded.iter().take(fold_count).map(|(e, _)| *e));
+        let fold = Changes::net(
+            inner
+                .unfolded
+                .iter()
+                .take(fold_count)
+                .flat_map(|(_, c)| c)
+                .flat_map(Changes::iter),
+        );
         let mut forget = Vec::new();
         while inner.history.len() >= HISTORY {
             if let Some(e) = inner.history.pop_front() {
@@ -392,19 +426,30 @@ impl Checkpointer {
                 ..record.clone()
             },
         );
-        let bytes = match written {
-            Ok(b) => b,
-            Err(e) => return Err(e),
-        };
+        let entries = changes.len() as u64;
+        drop(changes);
+        drop(fold);
+        let bytes = written?;
         self.crash_hook(nth, CrashPoint::After);
         record.bytes = bytes;
-        record.entries = changes.iter().map(|(_, c)| c.len() as u64).sum();
+        record.entries = entries;
         record.micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        if !folded.is_empty() {
-            inner.unfolded_bytes = inner.unfolded.iter().flat_map(|(_, c)| c).map(entry_bytes).sum();
+        for _ in 0..fold_count {
+            if let Some((_, lists)) = inner.unfolded.pop_front() {
+                for mut c in lists {
+                    inner.unfolded_bytes -= c.bytes();
+                    c.clear();
+                    // Keep emptied buffers (their pages are mapped already)
+                    // up to about what a fold recycles.
+                    let kept: usize = inner.spare.iter().map(Changes::capacity).sum();
+                    if kept < 2 * self.fold_bytes.min(FOLD_BYTES) {
+                        inner.spare.push(c);
+                    }
+                }
+            }
         }
-        inner.unfolded_bytes += changes.iter().flat_map(|(_, c)| c).map(entry_bytes).sum::<usize>();
-        inner.unfolded.extend(changes);
+        inner.unfolded_bytes += lists.iter().map(Changes::bytes).sum::<usize>();
+        inner.unfolded.push_back((epoch, lists));
         inner.history.push_back(epoch);
         inner.last = Some(epoch);
         let w = self.worker as usize;
@@ -412,6 +457,14 @@ impl Checkpointer {
         inner.outbox.push(epoch);
         inner.records.push((epoch, record.clone()));
         Ok(record)
+    }
+
+    /// This worker's changes not folded yet, in checkpoint order (at the end
+    /// of a run, for [`Store::finish`]).
+    pub fn take_unfolded(&self) -> Vec<Changes> {
+        let mut inner = self.inner.borrow_mut();
+        inner.unfolded_bytes = 0;
+        inner.unfolded.drain(..).flat_map(|(_, c)| c).collect()
     }
 
     /// Markers written since the last call, to broadcast.
@@ -498,14 +551,18 @@ where
     pub fn stage(&self, epoch: u64, state: &mut KeyedState<K, V>) -> Result<(), StoreError> {
         let mut failed = None;
         state.drain_changes(|group, key, value| {
-            let v = match value.map(encode_value).transpose() {
-                Ok(v) => v,
-                Err(e) => {
-                    failed = Some(e);
-                    return;
-                }
-            };
-            self.ck.stage(epoch, self.id, group, key.as_ref(), v);
+            let staged = self
+                .ck
+                .stage_with(epoch, self.id, group, key.as_ref(), |out| {
+                    let Some(v) = value else { return Ok(false) };
+                    out.push(VALUE_FORMAT);
+                    bincode::serialize_into(&mut *out, v)
+                        .map(|()| true)
+                        .map_err(|e| StoreError(format!("cannot encode a state value: {e}")))
+                });
+            if let Err(e) = staged {
+                failed = Some(e);
+            }
         });
         failed.map_or(Ok(()), Err)
     }

@@ -239,6 +239,105 @@ fn u64_of(v: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(v.get(0..8)?.try_into().ok()?))
 }
 
+/// Changes in one buffer: `state` keys and values back to back, so that
+/// staging a change allocates nothing.
+#[derive(Debug, Default, Clone)]
+pub struct Changes {
+    bytes: Vec<u8>,
+    /// Per change: where its key starts, where it ends (and its value
+    /// starts), where its value ends (equal to the key's end: deleted).
+    idx: Vec<(usize, usize, usize)>,
+}
+
+impl Changes {
+    /// Adds a change of `(table, group, key)`: `value` writes the value
+    /// into the buffer it is given and returns whether there is one
+    /// (`false`: the key was deleted).
+    ///
+    /// # Errors
+    /// The error `value` returns (nothing is added then).
+    pub fn push<E>(
+        &mut self,
+        table: u32,
+        group: u32,
+        key: &[u8],
+        value: impl FnOnce(&mut Vec<u8>) -> Result<bool, E>,
+    ) -> Result<(), E> {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&table.to_be_bytes());
+        self.bytes.extend_from_slice(&group.to_be_bytes());
+        self.bytes.extend_from_slice(key);
+        let mid = self.bytes.len();
+        match value(&mut self.bytes) {
+            Ok(present) => {
+                if !present {
+                    self.bytes.truncate(mid);
+                }
+                self.idx.push((start, mid, self.bytes.len()));
+                Ok(())
+            }
+            Err(e) => {
+                self.bytes.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// The changes in the order they were added: `state` key and value
+    /// (`None`: deleted).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> + '_ {
+        self.idx
+            .iter()
+            .map(|&(s, m, e)| (&self.bytes[s..m], (e > m).then(|| &self.bytes[m..e])))
+    }
+
+    /// How many changes.
+    pub fn len(&self) -> usize {
+        self.idx.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.idx.is_empty()
+    }
+
+    /// The bytes they take.
+    pub fn bytes(&self) -> usize {
+        self.bytes.len() + self.idx.len() * 24
+    }
+
+    /// The bytes it can hold without growing.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity() + self.idx.capacity() * 24
+    }
+
+    /// Empties it, keeping its memory.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.idx.clear();
+    }
+
+    /// The net change of each key over `changes` (in the order they were
+    /// made): the last change of each key, in the order of first appearance.
+    pub fn net<'a>(
+        lists: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
+        let mut at: std::collections::HashMap<&[u8], usize, foldhash::fast::FixedState> =
+            std::collections::HashMap::default();
+        let mut out: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
+        for (k, v) in lists {
+            match at.entry(k) {
+                std::collections::hash_map::Entry::Occupied(o) => out[*o.get()].1 = v,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(out.len());
+                    out.push((k, v));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// A visitor of table entries: `(key group, key bytes, value bytes)`.
 pub type Visit<'a> = dyn FnMut(u32, &[u8], &[u8]) -> Result<(), StoreError> + 'a;
 
@@ -489,6 +588,13 @@ impl Store {
         let text = serde_json::to_vec_pretty(manifest).map_err(|e| StoreError(e.to_string()))?;
         b.put_cf(meta, MANIFEST, text);
         self.write(b, "cannot settle the last checkpoint")?;
+        // The memtables are vectors, sorted anew for every read: flush them,
+        // so that restoring reads sorted files.
+        for name in [CF_META, CF_STATE, CF_PENDING, CF_DECISIONS] {
+            self.db
+                .flush_cf(self.cf(name)?)
+                .map_err(|e| self.err("cannot flush the settled checkpoint", &e))?;
+        }
         Ok(resume)
     }
 
@@ -508,25 +614,28 @@ impl Store {
         &self,
         worker: u32,
         epoch: u64,
-        changes: &[(u64, Vec<Entry>)],
+        changes: &[(&[u8], Option<&[u8]>)],
         folded: &[u64],
-        fold: &[Entry],
+        fold: &[(&[u8], Option<&[u8]>)],
         forget_history: &[u64],
         record: &CheckpointRecord,
     ) -> Result<u64, StoreError> {
         let (meta, state, pending) = (self.cf(CF_META)?, self.cf(CF_STATE)?, self.cf(CF_PENDING)?);
-        let mut b = WriteBatch::default();
+        let size: usize = changes
+            .iter()
+            .chain(fold)
+            .map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len) + 32)
+            .sum();
+        let mut b = WriteBatch::with_capacity_bytes(size + 4096);
         let mut pk = Vec::new();
-        for (version, entries) in changes {
-            for (k, v) in entries {
-                pk.clear();
-                pk.extend_from_slice(&version.to_be_bytes());
-                pk.extend_from_slice(&worker.to_be_bytes());
-                pk.extend_from_slice(k);
-                // A value is never empty (it starts with its format byte):
-                // empty means deleted.
-                b.put_cf(pending, &pk, v.as_deref().unwrap_or(&[]));
-            }
+        for (k, v) in changes {
+            pk.clear();
+            pk.extend_from_slice(&epoch.to_be_bytes());
+            pk.extend_from_slice(&worker.to_be_bytes());
+            pk.extend_from_slice(k);
+            // A value is never empty (it starts with its format byte):
+            // empty means deleted.
+            b.put_cf(pending, &pk, v.unwrap_or(&[]));
         }
         for (k, v) in fold {
             match v {
@@ -551,12 +660,42 @@ impl Store {
         b.put_cf(meta, marker_key(worker), epoch.to_be_bytes());
         let mut record = record.clone();
         record.bytes = b.size_in_bytes() as u64;
-        record.entries = changes.iter().map(|(_, c)| c.len() as u64).sum();
+        record.entries = changes.len() as u64;
         let rec = bincode::serialize(&record).map_err(|e| StoreError(e.to_string()))?;
         b.put_cf(meta, history_key(epoch, worker), rec);
         let bytes = record.bytes;
         self.write(b, &format!("checkpoint at epoch {epoch} failed"))?;
         Ok(bytes)
+    }
+
+    /// Folds every worker's changes not folded yet (`leftovers`, each
+    /// worker's checkpoints in order) into `state` at the end of a run that
+    /// finished, drops `pending`, and writes the manifest: one synced batch.
+    /// Every worker's marker is [`FINISHED`] already.
+    ///
+    /// # Errors
+    /// Write errors (the store then stays as the workers left it, which a
+    /// restart settles).
+    pub fn finish(
+        &self,
+        manifest: &Manifest,
+        leftovers: &[Vec<Changes>],
+    ) -> Result<(), StoreError> {
+        let (meta, state, pending) = (self.cf(CF_META)?, self.cf(CF_STATE)?, self.cf(CF_PENDING)?);
+        let mut b = WriteBatch::default();
+        for worker in leftovers {
+            // Workers own disjoint keys; each worker's changes net in order.
+            for (k, v) in Changes::net(worker.iter().flat_map(Changes::iter)) {
+                match v {
+                    Some(v) => b.put_cf(state, k, v),
+                    None => b.delete_cf(state, k),
+                }
+            }
+        }
+        b.delete_range_cf(pending, Vec::new(), vec![0xffu8; 32]);
+        let text = serde_json::to_vec_pretty(manifest).map_err(|e| StoreError(e.to_string()))?;
+        b.put_cf(meta, MANIFEST, text);
+        self.write(b, "cannot fold the final checkpoint")
     }
 
     /// The value of one `state` key.

@@ -40,6 +40,8 @@ enum Op {
 #[derive(Clone, Debug)]
 struct Epoch {
     ops: Vec<Op>,
+    /// Whether worker 0 decides this epoch is a checkpoint.
+    decide: bool,
     /// Which workers write their checkpoint after this epoch.
     writes: Vec<bool>,
     /// Which workers' markers reach every other worker after this epoch.
@@ -57,21 +59,25 @@ fn epoch(workers: usize) -> impl Strategy<Value = Epoch> {
         ),
         proptest::collection::vec(proptest::bool::weighted(0.7), workers),
         proptest::collection::vec(proptest::bool::weighted(0.6), workers),
+        proptest::bool::weighted(0.7),
     )
-        .prop_map(|(ops, writes, deliver)| Epoch {
+        .prop_map(|(ops, writes, deliver, decide)| Epoch {
             ops,
+            decide,
             writes,
             deliver,
         })
 }
 
-fn case() -> impl Strategy<Value = (usize, Vec<Epoch>, usize, bool)> {
+fn case() -> impl Strategy<Value = (usize, Vec<Epoch>, usize, bool, usize)> {
     (1usize..=3).prop_flat_map(|w| {
         (
             Just(w),
             proptest::collection::vec(epoch(w), 1..25),
             1usize..=3,
             any::<bool>(),
+            // Fold at every checkpoint, after a few, or never before the end.
+            proptest::sample::select(vec![0usize, 200, usize::MAX]),
         )
     })
 }
@@ -87,21 +93,25 @@ fn run(
     resume: Option<u64>,
     base: &Model,
     first: u64,
+    fold: usize,
 ) -> Vec<Model> {
     let store = Arc::new(Store::open(dir, OpenMode::Create).expect("open"));
     let groups = KeyGroups::new(GROUPS);
     let tables = Arc::new(vec!["node/n/t".to_string()]);
     let cks: Vec<Rc<Checkpointer>> = (0..workers)
         .map(|w| {
-            Rc::new(Checkpointer::new(
-                Arc::clone(&store),
-                w as u32,
-                workers as u32,
-                1,
-                GROUPS,
-                Arc::clone(&tables),
-                resume,
-            ))
+            Rc::new(
+                Checkpointer::new(
+                    Arc::clone(&store),
+                    w as u32,
+                    workers as u32,
+                    1,
+                    GROUPS,
+                    Arc::clone(&tables),
+                    resume,
+                )
+                .with_fold_bytes(fold),
+            )
         })
         .collect();
     let handles: Vec<_> = cks
@@ -124,8 +134,6 @@ fn run(
     assert_eq!(&restored, base, "restored state differs from the model");
     let mut model = base.clone();
     let mut snapshots = Vec::new();
-    // Checkpoints a worker has not written yet: it lags.
-    let mut behind: Vec<Vec<u64>> = vec![Vec::new(); workers];
     for (i, ep) in epochs.iter().enumerate() {
         let e = first + i as u64;
         for op in &ep.ops {
@@ -144,13 +152,21 @@ fn run(
         }
         for w in 0..workers {
             handles[w].stage(e, &mut states[w]).expect("stage");
-            behind[w].push(e);
+        }
+        if ep.decide {
+            // Worker 0 decides; the decision reaches every worker.
+            let c = cks[0].due(e + 1);
+            assert_eq!(c, Some(e));
+            for ck in &cks {
+                ck.decide(e);
+            }
+        }
+        for (w, ck) in cks.iter().enumerate() {
             if ep.writes[w % ep.writes.len()] {
-                // A lagging worker catches up to its latest due checkpoint.
-                let c = *behind[w].last().expect("due");
-                assert_eq!(cks[w].due(Some(c + 1)), Some(c));
-                cks[w].checkpoint(c).expect("checkpoint");
-                behind[w].clear();
+                // A lagging worker catches up: every decided checkpoint in turn.
+                while let Some(c) = ck.next_ready(Some(e + 1)) {
+                    ck.checkpoint(c).expect("checkpoint");
+                }
             }
         }
         for w in 0..workers {
@@ -171,14 +187,14 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn restart_restores_the_last_complete_checkpoint((workers, epochs, new_workers, again) in case()) {
+    fn restart_restores_the_last_complete_checkpoint((workers, epochs, new_workers, again, fold) in case()) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("state");
         {
             let store = Store::open(&db, OpenMode::Create).expect("open");
             store.settle(workers as u32, &manifest(workers as u32)).expect("settle");
         }
-        let snaps = run(&db, workers, &epochs, None, &Model::new(), 0);
+        let snaps = run(&db, workers, &epochs, None, &Model::new(), 0, fold);
         // The crash: every worker's staged, unwritten changes are lost.
         let store = Store::open(&db, OpenMode::Create).expect("reopen");
         let complete = store.complete(workers as u32).expect("markers");
@@ -194,7 +210,7 @@ proptest! {
             // Run on from the restored state with the new worker count and
             // crash again: the second restart is as exact as the first.
             let first = resume.map_or(0, |r| r + 1);
-            let snaps2 = run(&db, new_workers, &epochs, resume, &expected, first);
+            let snaps2 = run(&db, new_workers, &epochs, resume, &expected, first, fold);
             let store = Store::open(&db, OpenMode::Create).expect("reopen");
             let resume2 = store.settle(new_workers as u32, &manifest(1)).expect("settle");
             let expected2 = match resume2 {
@@ -203,9 +219,9 @@ proptest! {
                 Some(r) => snaps2[(r - first) as usize].clone(),
             };
             drop(store);
-            run(&db, 1, &[], resume2, &expected2, resume2.map_or(0, |r| r + 1));
+            run(&db, 1, &[], resume2, &expected2, resume2.map_or(0, |r| r + 1), fold);
         } else {
-            run(&db, new_workers, &[], resume, &expected, 0);
+            run(&db, new_workers, &[], resume, &expected, 0, fold);
         }
     }
 }

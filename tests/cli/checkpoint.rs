@@ -651,7 +651,12 @@ fn a_full_disk_during_a_checkpoint_is_a_clear_error_and_the_last_checkpoint_stay
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("failed"), "{}", r.stderr);
     assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
-    assert!(r.stderr.contains("the disk is full; free some space and run the same command again"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the disk is full; free some space and run the same command again"),
+        "{}",
+        r.stderr
+    );
     // "Free some space": move the state to a disk with room, and resume.
     let moved = dir.path().join("moved");
     fs::create_dir(&moved).expect("mkdir");
