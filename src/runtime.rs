@@ -96,6 +96,12 @@ pub struct Shared {
     checkpoints: Mutex<Vec<(u32, u64, CheckpointRecord)>>,
     /// Each worker's changes not folded when it finished.
     leftovers: Mutex<Vec<(u32, Vec<Changes>)>>,
+    /// When the run started (for the timings of the summary only).
+    started: Instant,
+    /// When a sink first finished an epoch.
+    first_output: std::sync::OnceLock<Duration>,
+    /// When the last worker had built (and restored) its dataflow.
+    built: Mutex<Duration>,
 }
 
 /// What one item a keyed node holds for an open epoch (a stashed record or
@@ -146,6 +152,7 @@ impl Shared {
     /// Notes that a sink finished writing `epoch`.
     pub fn epoch_written(&self, epoch: u64) {
         self.clock.written(epoch);
+        let _ = self.first_output.set(self.started.elapsed());
     }
 
     /// The written-records counter of sink `i`.
@@ -184,6 +191,12 @@ pub struct RunSummary {
     /// With `--state`: the checkpoints written, per worker: (worker, epoch,
     /// record), in the order they were written.
     pub checkpoints: Vec<(u32, u64, CheckpointRecord)>,
+    /// Time from the start of the run until every worker had built its
+    /// dataflow (with `--state`: settled the store, rolled the sinks back
+    /// and restored its state).
+    pub ready_after: Duration,
+    /// Time from the start of the run until a sink first finished an epoch.
+    pub first_output_after: Option<Duration>,
 }
 
 impl RunSummary {
@@ -228,7 +241,15 @@ impl fmt::Display for RunSummary {
             write!(f, "\n  sink {n}: {w} records")?;
         }
         if let Some(r) = self.resumed {
-            write!(f, "\n  resumed after the checkpoint at epoch {r}")?;
+            write!(
+                f,
+                "\n  resumed after the checkpoint at epoch {r} (state restored after {:.0} ms",
+                self.ready_after.as_secs_f64() * 1000.0
+            )?;
+            if let Some(t) = self.first_output_after {
+                write!(f, ", first output after {:.0} ms", t.as_secs_f64() * 1000.0)?;
+            }
+            write!(f, ")")?;
         }
         if !self.checkpoints.is_empty() {
             let epochs: std::collections::BTreeSet<u64> =
@@ -394,6 +415,9 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
             .collect(),
         checkpoints: Mutex::new(Vec::new()),
         leftovers: Mutex::new(Vec::new()),
+        started,
+        first_output: std::sync::OnceLock::new(),
+        built: Mutex::new(Duration::ZERO),
     });
     for n in &graph.nodes {
         for g in n.node.state_gauges().into_iter().chain(n.node.held_gauge()) {
@@ -577,6 +601,8 @@ fn summary(graph: &Graph, shared: &Shared, elapsed: Duration) -> RunSummary {
         epoch_latency: shared.clock.histogram(),
         resumed: None,
         already_finished: false,
+        ready_after: shared.built.lock().map(|b| *b).unwrap_or_default(),
+        first_output_after: shared.first_output.get().copied(),
         checkpoints: shared
             .checkpoints
             .lock()

@@ -29,7 +29,7 @@ use lockstep::{GraphBuilder, Registry, RunOptions};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// What one child process measured.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Measured {
     records: u64,
     output: u64,
@@ -37,6 +37,29 @@ struct Measured {
     peak_rss_kib: u64,
     epoch_latency_p50_ms: Option<f64>,
     epoch_latency_p99_ms: Option<f64>,
+    /// With checkpoints: what they cost.
+    checkpoints: Option<CheckpointCost>,
+}
+
+/// What a run's checkpoints cost.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct CheckpointCost {
+    /// Checkpoints (decided epochs, and the final one).
+    count: u64,
+    /// Bytes of all workers' write batches.
+    bytes: u64,
+    /// Per worker batch: write time (sync of sinks and the batch) p50, p99, ms.
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Epochs the job covered (to give a per-epoch size).
+    epochs: u64,
+    /// The checkpoint resumed after, on a restart.
+    resumed: Option<u64>,
+    /// Time until the state was restored, and until the first output, ms.
+    ready_ms: f64,
+    first_output_ms: Option<f64>,
+    /// Keys held by the stateful nodes at the end.
+    keys: i64,
 }
 
 fn peak_rss_kib() -> u64 {
@@ -181,6 +204,63 @@ fn lockstep_run(graph: lockstep::Graph, workers: usize) -> (u64, u64, Option<f64
     )
 }
 
+/// A run with checkpoints in `dir`: what it measured, and what its
+/// checkpoints cost.
+#[allow(clippy::cast_precision_loss)]
+fn lockstep_checkpointed(graph: lockstep::Graph, workers: usize, dir: &Path) -> (Measured, CheckpointCost) {
+    let opts = RunOptions {
+        workers,
+        state: Some(dir.to_path_buf()),
+        fresh: false,
+    };
+    let s = lockstep::run(Arc::new(graph), &opts).expect("run");
+    let mut micros: Vec<u64> = s.checkpoints.iter().map(|(_, _, r)| r.micros).collect();
+    micros.sort_unstable();
+    let q = |p: f64| -> f64 {
+        micros
+            .get(((micros.len() as f64 * p) as usize).min(micros.len().saturating_sub(1)))
+            .map_or(0.0, |m| *m as f64 / 1000.0)
+    };
+    let epochs: std::collections::BTreeSet<u64> = s.checkpoints.iter().map(|(_, e, _)| *e).collect();
+    let cost = CheckpointCost {
+        count: epochs.len() as u64,
+        bytes: s.checkpoints.iter().map(|(_, _, r)| r.bytes).sum(),
+        p50_ms: q(0.5),
+        p99_ms: q(0.99),
+        epochs: s.epoch_latency.count() as u64,
+        resumed: s.resumed,
+        ready_ms: s.ready_after.as_secs_f64() * 1000.0,
+        first_output_ms: s.first_output_after.map(|d| d.as_secs_f64() * 1000.0),
+        keys: s.state.iter().map(|(_, _, end)| end).sum(),
+    };
+    let m = Measured {
+        records: s.sources.iter().map(|(_, r, _)| r).sum(),
+        output: s.sinks.first().map_or(0, |x| x.1),
+        epoch_latency_p50_ms: s.epoch_latency_ms(0.5),
+        epoch_latency_p99_ms: s.epoch_latency_ms(0.99),
+        ..Measured::default()
+    };
+    (m, cost)
+}
+
+/// The restart job: an aggregate over `n` distinct keys (a generator's
+/// sequence), 20 epochs per partition, written to a file in
+/// `dir`.
+fn restart_graph(n: u64, dir: &Path) -> lockstep::Graph {
+    GraphBuilder::new("restart")
+        .epoch_records((n / 40).max(1))
+        .base_dir(dir)
+        .source(
+            "g",
+            json!({"type": "generator", "count": n, "partitions": 2, "seed": 1,
+                   "fields": {"k": {"sequence": {"start": 0, "step": 1}}, "v": {"random": {"min": 0, "max": 1000}}}}),
+        )
+        .node("a", json!({"type": "aggregate", "input": "g", "key": ["k"], "aggregate": {"n": "count(*)", "s": "sum(v)"}}))
+        .sink("out", json!({"type": "file", "input": "a", "path": "out.jsonl"}))
+        .build(&Registry::builtin())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Child process: run one measurement and print it as JSON.
 fn child(args: &[String]) {
     let (job, imp, workers, n) = (
@@ -207,6 +287,27 @@ fn child(args: &[String]) {
             let (r, o) = stateful::file_windowed(&bids_file(n), workers);
             (r, o, None, None)
         }
+        (q, "checkpointed") => {
+            let dir = tempfile::tempdir().expect("tmp");
+            let (mut m, cost) = lockstep_checkpointed(nexmark_graph(q, n), workers, &dir.path().join("state"));
+            m.seconds = started.elapsed().as_secs_f64();
+            m.peak_rss_kib = peak_rss_kib();
+            m.checkpoints = Some(cost);
+            println!("{}", serde_json::to_string(&m).expect("json"));
+            return;
+        }
+        ("restart", phase) => {
+            // The parent gives the directory; "crash" aborts inside the
+            // final checkpoint, "resume" restarts from the one before.
+            let dir = PathBuf::from(std::env::var("LOCKSTEP_BENCH_DIR").expect("LOCKSTEP_BENCH_DIR"));
+            let (mut m, cost) = lockstep_checkpointed(restart_graph(n, &dir), workers, &dir.join("state"));
+            assert_eq!(phase, "resume", "the crash phase must not finish");
+            m.seconds = started.elapsed().as_secs_f64();
+            m.peak_rss_kib = peak_rss_kib();
+            m.checkpoints = Some(cost);
+            println!("{}", serde_json::to_string(&m).expect("json"));
+            return;
+        }
         (q, "lockstep") => lockstep_run(nexmark_graph(q, n), workers),
         (q, "timely") => {
             let (r, o) = match q {
@@ -225,6 +326,7 @@ fn child(args: &[String]) {
         peak_rss_kib: peak_rss_kib(),
         epoch_latency_p50_ms: p50,
         epoch_latency_p99_ms: p99,
+        checkpoints: None,
     };
     println!("{}", serde_json::to_string(&m).expect("json"));
 }
@@ -327,15 +429,81 @@ fn row(job: &str, workers: usize, n: u64, repeat: usize) {
     );
 }
 
+/// q5 or q7 with and without checkpoints (every epoch), alternating.
+#[allow(clippy::cast_precision_loss)]
+fn checkpoint_row(job: &str, workers: usize, n: u64, repeat: usize) {
+    let (mut plain, mut ck) = (Vec::new(), Vec::new());
+    for _ in 0..repeat {
+        plain.push(measure_once(job, "lockstep", workers, n));
+        ck.push(measure_once(job, "checkpointed", workers, n));
+    }
+    let p = best(plain);
+    let c = best(ck);
+    assert_eq!(p.records, c.records, "{job}: both runs read the same records");
+    let cost = c.checkpoints.clone().unwrap_or_default();
+    let per = |m: &Measured| m.records as f64 / m.seconds / workers as f64;
+    println!(
+        "| {job:<4} | {workers} | {:>9.2}M | {:>9.2}M | {:>+8.1}% | {:>5} | {:>9.1} | {:>10.2} | {:>5.1} / {:>5.1} | {:>6.1} / {:>6.1} |",
+        per(&p) / 1e6,
+        per(&c) / 1e6,
+        (c.seconds / p.seconds - 1.0) * 100.0,
+        cost.count,
+        cost.bytes as f64 / 1024.0 / 1024.0,
+        cost.bytes as f64 / 1024.0 / cost.count.max(1) as f64,
+        cost.p50_ms,
+        cost.p99_ms,
+        p.peak_rss_kib as f64 / 1024.0,
+        c.peak_rss_kib as f64 / 1024.0,
+    );
+}
+
+/// The restart measurement: a job with `n` keys of state is killed inside
+/// its final checkpoint, then restarted; how long until its state is back
+/// and until its first new output.
+#[allow(clippy::cast_precision_loss)]
+fn restart_row(workers: usize, n: u64) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let exe = std::env::current_exe().expect("exe");
+    let crash = Command::new(&exe)
+        .args(["--child", "restart", "crash", &workers.to_string(), &n.to_string()])
+        .env("LOCKSTEP_BENCH_DIR", dir.path())
+        .env("LOCKSTEP_CRASH_AT_CHECKPOINT", "final:before")
+        .output()
+        .expect("spawn");
+    assert!(!crash.status.success(), "the crash phase should have aborted");
+    let t = Instant::now();
+    let out = Command::new(&exe)
+        .args(["--child", "restart", "resume", &workers.to_string(), &n.to_string()])
+        .env("LOCKSTEP_BENCH_DIR", dir.path())
+        .output()
+        .expect("spawn");
+    let wall = t.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m: Measured = serde_json::from_slice(&out.stdout).expect("child output");
+    let c = m.checkpoints.unwrap_or_default();
+    println!(
+        "| {workers} | {n:>9} | {:>9} | {:>12} | {:>8.0} | {:>10} | {:>8.2} | {:>6.1} |",
+        c.keys,
+        c.resumed.map_or("-".to_string(), |r| r.to_string()),
+        c.ready_ms,
+        c.first_output_ms.map_or("-".to_string(), |f| format!("{f:.0}")),
+        wall,
+        m.peak_rss_kib as f64 / 1024.0,
+    );
+}
+
 const HELP: &str = "\
 lockstep-bench: lockstep jobs beside hand-written timely programs
 
-usage: lockstep-bench [--quick] [--rss] [--only JOBS] [--repeat N] [--events N]
+usage: lockstep-bench [--quick] [--rss] [--checkpoints] [--only JOBS] [--repeat N] [--events N]
 
   (no flags)    the full set: file, file-win (2M bids) and Nexmark q0 q1 q2 q3 q5
                 q7 q8 q11 (10M events), at 1 and 2 workers, best of 3
   --quick       small inputs (200K bids, 1M events): a smoke run
   --rss         q1 at 10M and 100M events, 1 worker: is memory flat?
+  --checkpoints q5 and q7 with and without checkpoints (--state, one per 1 s
+                epoch), at 1 and 2 workers; then the restart of a job with
+                1M keys of state killed inside its final checkpoint
   --only JOBS   only these jobs, comma-separated (e.g. --only q5,q7)
   --repeat N    runs per figure (default 3); the best counts
   --events N    Nexmark events per job (default 10M, 1M with --quick)
@@ -369,7 +537,7 @@ fn main() {
         println!("{HELP}");
         return;
     }
-    let known = ["--quick", "--rss", "--only", "--repeat", "--events"];
+    let known = ["--quick", "--rss", "--checkpoints", "--only", "--repeat", "--events"];
     let mut it = args.iter();
     while let Some(a) = it.next() {
         assert!(known.contains(&a.as_str()), "unknown flag {a} (see --help)");
@@ -397,6 +565,28 @@ fn main() {
     };
     if let Some(v) = flag_value(&args, "--events") {
         nex_n = v.parse().expect("--events N");
+    }
+    if args.iter().any(|a| a == "--checkpoints") {
+        println!(
+            "lockstep {}: Nexmark with and without checkpoints ({nex_n} events, best of {repeat}); records/s per worker; overhead = extra time; size = all workers' batches; write = per worker batch",
+            env!("CARGO_PKG_VERSION")
+        );
+        println!("| job  | w | no ckpt    | ckpt       | overhead  | ckpts | size MiB  | KiB/ckpt   | write ms p50/p99 | RSS MiB no/ckpt |");
+        println!("|------|---|------------|------------|-----------|-------|-----------|------------|------------------|-----------------|");
+        for workers in [1, 2] {
+            for job in ["q5", "q7"] {
+                checkpoint_row(job, workers, nex_n, repeat);
+            }
+        }
+        let keys = if quick { 100_000 } else { 1_000_000 };
+        println!();
+        println!("restart after a kill inside the final checkpoint (state restored = settle, sink rollback, key groups loaded; wall = whole restarted process)");
+        println!("| w | keys in   | keys end  | resumed after | state ms | 1st out ms | wall s   | RSS    |");
+        println!("|---|-----------|-----------|---------------|----------|------------|----------|--------|");
+        for workers in [1, 2] {
+            restart_row(workers, keys);
+        }
+        return;
     }
     bids_file(file_n);
     println!(

@@ -83,7 +83,7 @@ pub struct Checkpointer {
     tables: Arc<Vec<String>>,
     resume: Option<u64>,
     inner: RefCell<Inner>,
-    crash_at: Option<(u64, CrashPoint)>,
+    crash_at: Option<(Option<u64>, CrashPoint)>,
     fold_bytes: usize,
 }
 
@@ -98,8 +98,9 @@ enum CrashPoint {
 
 /// The crash-test hook: `LOCKSTEP_CRASH_AT_CHECKPOINT=N:before` (or
 /// `N:after`) aborts the process inside worker 0's N-th checkpoint of the
-/// run (1-based), as a `kill -9` landing there would. For crash tests only.
-fn crash_hook() -> Option<(u64, CrashPoint)> {
+/// run (1-based), as a `kill -9` landing there would; `final:before` inside
+/// its final one. For crash tests and benchmarks only.
+fn crash_hook() -> Option<(Option<u64>, CrashPoint)> {
     let v = std::env::var("LOCKSTEP_CRASH_AT_CHECKPOINT").ok()?;
     let (n, at) = v.split_once(':')?;
     let at = match at {
@@ -107,7 +108,8 @@ fn crash_hook() -> Option<(u64, CrashPoint)> {
         "after" => CrashPoint::After,
         _ => return None,
     };
-    Some((n.parse().ok()?, at))
+    let n = if n == "final" { None } else { Some(n.parse().ok()?) };
+    Some((n, at))
 }
 
 #[derive(Debug, Default)]
@@ -179,8 +181,9 @@ impl Checkpointer {
         self
     }
 
-    fn crash_hook(&self, written: u64, at: CrashPoint) {
-        if self.crash_at == Some((written, at)) {
+    fn crash_hook(&self, written: u64, epoch: u64, at: CrashPoint) {
+        let target = if epoch == FINISHED { None } else { Some(written) };
+        if self.crash_at == Some((target, at)) || self.crash_at == Some((Some(written), at)) {
             eprintln!(
                 "lockstep: LOCKSTEP_CRASH_AT_CHECKPOINT: aborting in checkpoint {written} ({at:?})"
             );
@@ -406,7 +409,7 @@ impl Checkpointer {
         }
         inner.written += 1;
         let nth = inner.written;
-        self.crash_hook(nth, CrashPoint::Before);
+        self.crash_hook(nth, epoch, CrashPoint::Before);
         let unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -430,7 +433,7 @@ impl Checkpointer {
         drop(changes);
         drop(fold);
         let bytes = written?;
-        self.crash_hook(nth, CrashPoint::After);
+        self.crash_hook(nth, epoch, CrashPoint::After);
         record.bytes = bytes;
         record.entries = entries;
         record.micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
