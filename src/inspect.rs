@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use lockstep_operators::aggregate::KeyAgg;
-use lockstep_operators::join::Sides;
+use lockstep_operators::value::Rec;
 use lockstep_operators::window::{Pane, Sessions};
 use lockstep_state::decode_value;
 use lockstep_state::store::{Manifest, OpenMode, Store, FINISHED};
@@ -206,7 +206,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// One node's state as JSON lines, in table, key group and key order:
-/// `{"table", "group", "key" (the key bytes in hex), "value"}`.
+/// `{"table", "group", "key" (the key bytes in hex), "value"}`. A join's
+/// `records` table has one line per stored record.
 ///
 /// # Errors
 /// A store that cannot be opened or read, or a node without state.
@@ -241,7 +242,7 @@ pub fn dump(dir: &Path, node: &str) -> Result<String, String> {
                     "keys" => line(table, group, key, decode_value::<KeyAgg>(value)?),
                     "panes" => line(table, group, key, decode_value::<Pane>(value)?),
                     "sessions" => line(table, group, key, decode_value::<Sessions>(value)?),
-                    "sides" => line(table, group, key, decode_value::<Sides>(value)?),
+                    "records" => line(table, group, key, decode_value::<Rec>(value)?),
                     _ => line(table, group, key, hex(value)),
                 };
                 out.push_str(&line);

@@ -20,7 +20,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use lockstep_state::{KeyedState, StateDef, StateGauge};
+use std::rc::Rc;
+
+use lockstep_state::store::StoreError;
+use lockstep_state::{
+    decode_value, encode_value_into, Checkpointer, KeyGroups, KeyedState, StateDef, StateGauge,
+};
 use serde::Deserialize;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -337,6 +342,96 @@ pub struct Sides {
 
 const SIDES: StateDef<Vec<u8>, Sides> = StateDef::new("sides");
 
+/// The checkpointed table of a join: one entry per stored record, keyed
+/// `state key ‖ side (0 left, 1 right) ‖ sequence (u64, big-endian)`, so
+/// that a checkpoint writes each record once, when it arrives, and deletes
+/// it when its window closes, instead of rewriting a key's growing sides.
+const RECORDS: &str = "records";
+
+/// A worker's handle on the `records` table.
+struct JoinCk {
+    ck: Rc<Checkpointer>,
+    table: u32,
+    ctx: StateCtx,
+}
+
+impl JoinCk {
+    /// Opens the table and restores the key groups this worker owns into
+    /// `sides`; `None` without checkpoints.
+    fn open(ctx: &StateCtx, sides: &mut KeyedState<Vec<u8>, Sides>, worker: usize, peers: usize) -> Option<JoinCk> {
+        let (ck, table) = ctx.raw_table(RECORDS)?;
+        let t = JoinCk {
+            ck,
+            table,
+            ctx: ctx.clone(),
+        };
+        if let Err(e) = t.restore(sides, worker, peers) {
+            ctx.fail(format!("node \"{}\": cannot restore its records: {e}", ctx.node()));
+        }
+        Some(t)
+    }
+
+    fn restore(&self, sides: &mut KeyedState<Vec<u8>, Sides>, worker: usize, peers: usize) -> Result<(), StoreError> {
+        if self.ck.resume().is_none() {
+            return Ok(());
+        }
+        let groups = KeyGroups::new(self.ck.key_groups());
+        for g in (0..self.ck.key_groups()).filter(|g| groups.owner(*g, peers) == worker) {
+            let mut found: BTreeMap<Vec<u8>, Sides> = BTreeMap::new();
+            self.ck.store().scan_group(self.table, g, &mut |_, key, value| {
+                let Some(split) = key.len().checked_sub(9) else {
+                    return Err(StoreError("a join record key is too short".into()));
+                };
+                let rec: Rec = decode_value(value)?;
+                let s = found.entry(key[..split].to_vec()).or_default();
+                if key[split] == 0 {
+                    s.left.push(rec);
+                } else {
+                    s.right.push(rec);
+                }
+                Ok(())
+            })?;
+            for (sk, mut s) in found {
+                // Kept sorted in memory; the stored order is by arrival.
+                sort_recs(&mut s.left);
+                sort_recs(&mut s.right);
+                sides.load(g, sk, s);
+            }
+        }
+        Ok(())
+    }
+
+    fn key(sk: &[u8], side: u8, seq: usize) -> Vec<u8> {
+        let mut k = Vec::with_capacity(sk.len() + 9);
+        k.extend_from_slice(sk);
+        k.push(side);
+        k.extend_from_slice(&(seq as u64).to_be_bytes());
+        k
+    }
+
+    /// Stages records `new` of a side that held `held` before, made by
+    /// epoch `e`.
+    fn appended(&self, e: u64, group: u32, sk: &[u8], side: u8, held: usize, new: &[Rec]) {
+        for (i, rec) in new.iter().enumerate() {
+            let staged = self.ck.stage_with(e, self.table, group, &Self::key(sk, side, held + i), |out| {
+                encode_value_into(out, rec).map(|()| true)
+            });
+            if let Err(err) = staged {
+                self.ctx.fail(format!("node \"{}\": cannot checkpoint a record: {err}", self.ctx.node()));
+            }
+        }
+    }
+
+    /// Stages the deletion of a closed window's records, made by epoch `e`.
+    fn deleted(&self, e: u64, group: u32, sk: &[u8], old: &Sides) {
+        for (side, n) in [(0u8, old.left.len()), (1u8, old.right.len())] {
+            for seq in 0..n {
+                self.ck.stage(e, self.table, group, &Self::key(sk, side, seq), None);
+            }
+        }
+    }
+}
+
 const MAIN: usize = 0;
 const ERRORS: usize = 1;
 const LATE: usize = 2;
@@ -425,7 +520,7 @@ impl Node for JoinNode {
     }
 
     fn state_tables(&self) -> Vec<&'static str> {
-        vec![SIDES.name()]
+        vec![RECORDS]
     }
 
     fn build<'s>(&self, scope: Scope<'s, u64>, inputs: Vec<Edge<'s>>) -> Vec<Edge<'s>> {
@@ -463,7 +558,7 @@ impl Node for JoinNode {
         let mut sides = KeyedState::new(&SIDES)
             .tracking(false)
             .with_gauge(Arc::clone(&self.gauge));
-        let table = ctx.open(&SIDES, &mut sides, scope.index(), scope.peers());
+        let table = JoinCk::open(ctx, &mut sides, scope.index(), scope.peers());
         builder.build(move |caps| {
             let mut stash: ByEpoch<Stash> = BTreeMap::new();
             let mut size_hint = 0usize;
@@ -581,6 +676,10 @@ impl Node for JoinNode {
                                 None => {}
                             };
                             let (old, fresh) = sides.entry(group, sk.clone(), Sides::default);
+                            if let Some(t) = &table {
+                                t.appended(e, group, &sk, 0, old.left.len(), &nl);
+                                t.appended(e, group, &sk, 1, old.right.len(), &nr);
+                            }
                             for l in &nl {
                                 for r in old.right.iter().chain(&nr) {
                                     emit(l, r);
@@ -611,10 +710,12 @@ impl Node for JoinNode {
                     }
                     if let Some((_caps, done)) = fires.remove(&e) {
                         for (group, sk) in done {
-                            sides.delete(group, &sk);
+                            let old = sides.delete(group, &sk);
+                            if let (Some(t), Some(old)) = (&table, old) {
+                                t.deleted(e, group, &sk, &old);
+                            }
                         }
                     }
-                    table.stage(e, &mut sides);
                 }
             }
         });

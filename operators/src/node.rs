@@ -223,6 +223,30 @@ impl StateCtx {
         }
     }
 
+    /// The checkpointer and the id of the node's table `table`, for a node
+    /// that lays a table out itself (one entry per record, say) instead of
+    /// through [`StateCtx::open`]; `None` without checkpoints. An unknown
+    /// table stops the job.
+    pub fn raw_table(&self, table: &str) -> Option<(Rc<Checkpointer>, u32)> {
+        let ck = self.ck.as_ref()?;
+        let name = format!("node/{}/{table}", self.node);
+        match ck.table_id(&name) {
+            Some(id) => Some((Rc::clone(ck), id)),
+            None => {
+                self.fail(format!(
+                    "node \"{}\": state table \"{table}\" was not declared in state_tables()",
+                    self.node
+                ));
+                None
+            }
+        }
+    }
+
+    /// The node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// Stops the job with `message`.
     pub fn fail(&self, message: String) {
         if let Some(f) = &self.fail {

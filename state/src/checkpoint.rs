@@ -57,6 +57,15 @@ pub fn encode_value<V: Serialize>(v: &V) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
+/// Appends a state value's encoding ([`VALUE_FORMAT`] then bincode) to `out`.
+///
+/// # Errors
+/// A value bincode cannot encode (none of lockstep's).
+pub fn encode_value_into<V: Serialize>(out: &mut Vec<u8>, v: &V) -> Result<(), StoreError> {
+    out.push(VALUE_FORMAT);
+    bincode::serialize_into(out, v).map_err(|e| StoreError(format!("cannot encode a state value: {e}")))
+}
+
 /// Decodes a state value written by [`encode_value`].
 ///
 /// # Errors

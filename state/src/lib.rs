@@ -18,6 +18,8 @@ mod keyed;
 mod keygroup;
 pub mod store;
 
-pub use checkpoint::{decode_value, encode_value, Checkpointer, Table, VALUE_FORMAT};
+pub use checkpoint::{
+    decode_value, encode_value, encode_value_into, Checkpointer, Table, VALUE_FORMAT,
+};
 pub use keyed::{Change, KeyedState, StateDef, StateGauge};
 pub use keygroup::{key_hash, KeyGroups, DEFAULT_KEY_GROUPS};

@@ -300,7 +300,7 @@ fn the_state_directory_holds_the_live_keys_once_however_long_the_run() {
         assert_eq!(keys["per_bidder/keys"], live, "{keys:?}");
         for t in [
             "maxp/panes",
-            "q7/sides",
+            "q7/records",
             "per_auction/panes",
             "sessions/sessions",
         ] {
