@@ -445,6 +445,9 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
         let probe = ProbeHandle::new();
         let markers = worker
             .dataflow::<u64, _, _>(|scope| build_dataflow(scope, &g, &s, &probe, ck.as_ref()));
+        if let Ok(mut b) = s.built.lock() {
+            *b = (*b).max(s.started.elapsed());
+        }
         while worker.step_or_park(None) {
             if let (Some(ck), Some(markers)) = (&ck, &markers) {
                 checkpoint_step(ck, &probe, &s, markers);

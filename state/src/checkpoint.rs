@@ -2,22 +2,28 @@
 //! changes here as they finish epochs; when the worker's frontier passes a
 //! checkpoint epoch, [`Checkpointer::checkpoint`] writes them as one batch.
 //!
-//! The protocol (architecture.md, "State and checkpoints"):
+//! The protocol (the design's "State and checkpoints", as built; see
+//! docs/checkpoints.md and docs/state-format.md):
 //!
 //! - Whoever changes checkpointed data stages the change tagged with the
 //!   epoch whose processing made it, before it releases its capability for
 //!   that epoch. So once the worker's frontier has passed epoch `c`, every
 //!   change tagged `c` or lower on this worker is staged.
-//! - A checkpoint is due when `frontier / K` increases: at epoch
-//!   `c = floor(frontier / K) * K - 1`, or [`FINISHED`] when the input is
-//!   exhausted. The worker writes the net change of every key staged with a
-//!   tag at or below `c`, its marker "worker w completed c" and a history
-//!   record, in one synced `WriteBatch`.
+//! - Worker 0 decides the checkpoints: when `frontier / K` increases, epoch
+//!   `c = floor(frontier / K) * K - 1` ([`Checkpointer::due`],
+//!   [`Checkpointer::decide`]). The runtime broadcasts its decisions, so every
+//!   worker writes the same checkpoints; the last one, when the input is
+//!   exhausted, is [`FINISHED`].
+//! - A worker writes a decided checkpoint once its own frontier has passed
+//!   it: every change staged with a tag at or below `c` (the version of `c`),
+//!   its marker "worker w completed c" and a history record, in one synced
+//!   `WriteBatch`.
 //! - Markers are broadcast to every worker (through the dataflow, by the
-//!   runtime); a checkpoint is complete when every worker has its marker.
-//!   A worker folds its own checkpoints that are complete into the `state`
-//!   column family in its next batch, so the database holds each key once
-//!   plus the checkpoints in flight.
+//!   runtime); a checkpoint is complete when every worker has its marker. A
+//!   worker folds its own complete checkpoints into the `state` column family
+//!   lazily, once their changes pass 8 MiB (what was created and deleted in
+//!   between never reaches it), so the database holds each key once plus
+//!   about that much per worker and the checkpoints in flight.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
