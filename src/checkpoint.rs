@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use lockstep_operators::encode::{Encoder, OUTPUT_FORMAT};
 use lockstep_operators::node::TimeMode;
 use lockstep_state::store::{Manifest, OpenMode, Store, StoreError, STORE_FORMAT};
-use lockstep_state::{decode_value, DEFAULT_KEY_GROUPS};
+use lockstep_state::{decode_value, encode_value, DEFAULT_KEY_GROUPS};
+
+use crate::source::reader::FilePart;
 
 use crate::graph::{Graph, SinkKind, SourceKind};
 
@@ -116,6 +118,8 @@ pub struct Prepared {
     pub tables: Arc<Vec<String>>,
     /// The key group count.
     pub key_groups: u32,
+    /// The manifest this run wrote (and writes again when it finishes).
+    pub manifest: Manifest,
 }
 
 fn store_err(e: StoreError) -> String {
@@ -163,17 +167,38 @@ pub fn check_checkpointable(graph: &Graph) -> Result<(), String> {
 /// newer version, or one made by a different graph (naming what changed).
 pub fn prepare(graph: &Graph, dir: &Path, workers: u32, fresh: bool) -> Result<Prepared, String> {
     check_checkpointable(graph)?;
-    if fresh && dir.join("CURRENT").exists() {
-        // Open first: RocksDB's lock refuses a store a running job uses.
-        drop(Store::open(dir, OpenMode::Existing).map_err(store_err)?);
-        std::fs::remove_dir_all(dir)
+    if fresh && dir.exists() {
+        if dir.join("CURRENT").exists() {
+            // Open first: RocksDB's lock refuses a store a running job uses.
+            drop(Store::open(dir, OpenMode::Existing).map_err(store_err)?);
+        } else if !is_rocksdb_leftover(dir) {
+            return Err(format!(
+                "state {}: --fresh deletes a state directory, but this one holds no lockstep state; give a new or empty directory",
+                dir.display()
+            ));
+        }
+        // Renamed aside first, so that a crash while deleting leaves either
+        // the old state whole or no state at all.
+        let aside = dir.with_extension(format!("deleting-{}", std::process::id()));
+        std::fs::rename(dir, &aside)
+            .and_then(|()| std::fs::remove_dir_all(&aside))
             .map_err(|e| format!("state {}: cannot delete it for --fresh: {e}", dir.display()))?;
     }
     let store = Store::open(dir, OpenMode::Create).map_err(store_err)?;
-    let now = manifest(graph, workers);
+    let mut now = manifest(graph, workers);
     let old_workers = match store.manifest().map_err(store_err)? {
         Some(old) => {
-            let diffs = old.differences(&now);
+            let mut diffs = old.differences(&now);
+            // Table ids are positions in the stored list: keep its order (a
+            // graph whose elements were only reordered keeps its state).
+            let (mut a, mut b) = (old.tables.clone(), now.tables.clone());
+            a.sort();
+            b.sort();
+            if a == b {
+                now.tables = old.tables.clone();
+            } else if diffs.is_empty() {
+                diffs.push("its state tables differ".to_string());
+            }
             if !diffs.is_empty() {
                 return Err(format!(
                     "state {}: it was made by a different job graph, so its checkpoint cannot be used:\n  {}\n  \
@@ -190,8 +215,71 @@ pub fn prepare(graph: &Graph, dir: &Path, workers: u32, fresh: bool) -> Result<P
     Ok(Prepared {
         store: Arc::new(store),
         resume,
-        tables: Arc::new(now.tables),
+        tables: Arc::new(now.tables.clone()),
         key_groups: now.key_groups,
+        manifest: now,
+    })
+}
+
+/// Applies the decision log to the byte ranges of `split` file sources: the
+/// boundaries depend on the file's length when the job first started, so
+/// they are logged (synced) then, before any output depends on them, and a
+/// restart reads them back instead of splitting again (an input file that
+/// grew meanwhile would otherwise move records between partitions).
+///
+/// # Errors
+/// The log cannot be read or written.
+pub fn log_splits(graph: &Graph, p: &Prepared, parts: &mut [Vec<FilePart>]) -> Result<(), String> {
+    for (i, s) in graph.sources.iter().enumerate() {
+        let SourceKind::File { split: Some(_), .. } = &s.kind else {
+            continue;
+        };
+        let Some(table) = p.tables.iter().position(|t| *t == source_table(&s.name)) else {
+            continue;
+        };
+        let table = u32::try_from(table).unwrap_or(u32::MAX);
+        for (k, part) in parts[i].iter_mut().enumerate() {
+            let k = u32::try_from(k).unwrap_or(u32::MAX);
+            let logged = p.store.decisions(table, k).map_err(store_err)?;
+            match logged.first() {
+                Some((_, bytes)) => {
+                    let (start, end): (u64, Option<u64>) =
+                        decode_value(bytes).map_err(store_err)?;
+                    part.start = start;
+                    part.end = end;
+                }
+                None => {
+                    let bytes = encode_value(&(part.start, part.end)).map_err(store_err)?;
+                    p.store
+                        .log_decision(table, k, 0, &bytes)
+                        .map_err(store_err)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a directory holds only what an interrupted RocksDB creation or
+/// deletion leaves (so `--fresh` may delete it).
+fn is_rocksdb_leftover(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).all(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            [
+                "LOCK",
+                "LOG",
+                "IDENTITY",
+                "MANIFEST-",
+                "OPTIONS-",
+                "CURRENT",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p))
+                || name.ends_with(".log")
+                || name.ends_with(".sst")
+                || name.ends_with(".dbtmp")
+        })
     })
 }
 
@@ -267,7 +355,15 @@ fn roll_back(
             )
         })?;
         f.write_all(header).map_err(what)?;
-        return f.sync_all().map_err(what);
+        f.sync_all().map_err(what)?;
+        // The new file's directory entry must be durable too.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        return std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(what);
     };
     let len = match std::fs::metadata(path) {
         Ok(m) => m.len(),

@@ -33,4 +33,4 @@ pub use graph::{Graph, GraphError};
 pub use lockstep_operators as operators;
 pub use lockstep_operators::registry::Registry;
 pub use lockstep_state as state;
-pub use runtime::{run, RunError, RunOptions, RunSummary};
+pub use runtime::{run, CheckpointStats, RunError, RunOptions, RunSummary};

@@ -24,7 +24,7 @@ use timely::scheduling::Activator;
 use lockstep_operators::encode::{Encoder, Format};
 use lockstep_operators::node::{Edge, StateCtx};
 use lockstep_operators::value::{Rec, Value};
-use lockstep_state::store::{Changes, CheckpointRecord, FINISHED};
+use lockstep_state::store::{Changes, FINISHED};
 use lockstep_state::Checkpointer;
 
 use crate::checkpoint;
@@ -80,6 +80,7 @@ pub struct Shared {
     /// Each source's file partitions (empty for other sources).
     pub file_parts: Vec<Vec<FilePart>>,
     abort: AtomicBool,
+    halted: AtomicBool,
     failure: Mutex<Option<String>>,
     sources: Vec<SourceMetrics>,
     sinks: Vec<AtomicU64>,
@@ -92,8 +93,8 @@ pub struct Shared {
     stashed: std::sync::atomic::AtomicI64,
     /// Items keyed nodes hold for epochs not yet complete.
     held: Vec<Arc<lockstep_state::StateGauge>>,
-    /// Checkpoints written, per worker: (worker, epoch, record).
-    checkpoints: Mutex<Vec<(u32, u64, CheckpointRecord)>>,
+    /// What the checkpoints written so far cost.
+    checkpoints: Mutex<CheckpointStats>,
     /// Each worker's changes not folded when it finished.
     leftovers: Mutex<Vec<(u32, Vec<Changes>)>>,
     /// When the run started (for the timings of the summary only).
@@ -110,14 +111,29 @@ pub struct Shared {
 pub const HELD_ITEM_BYTES: i64 = 128;
 
 impl Shared {
-    /// Records a failure and stops the sources. The first failure is kept.
+    /// Records a failure and stops the job: sources stop reading and sinks
+    /// stop writing (what the operators would emit while the dataflow
+    /// drains is not the job's output). The first failure is kept.
     pub fn fail(&self, message: String) {
+        self.halted.store(true, Ordering::SeqCst);
+        self.fail_gate(message);
+    }
+
+    /// The fail gate's failure (`"on_error": "fail"`): sources stop, and
+    /// the gate itself tells the sinks which epochs they still write.
+    fn fail_gate(&self, message: String) {
         if let Ok(mut f) = self.failure.lock() {
             if f.is_none() {
                 *f = Some(message);
             }
         }
         self.abort.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a failure other than the fail gate's stopped the job: sinks
+    /// then write nothing more.
+    pub fn halted(&self) -> bool {
+        self.halted.load(Ordering::SeqCst)
     }
 
     /// Whether the job is stopping.
@@ -188,9 +204,8 @@ pub struct RunSummary {
     /// With `--state`: whether the state already held a finished run, so
     /// nothing was run (the output files are complete).
     pub already_finished: bool,
-    /// With `--state`: the checkpoints written, per worker: (worker, epoch,
-    /// record), in the order they were written.
-    pub checkpoints: Vec<(u32, u64, CheckpointRecord)>,
+    /// With `--state`: what the checkpoints cost.
+    pub checkpoints: CheckpointStats,
     /// Time from the start of the run until every worker had built its
     /// dataflow (with `--state`: settled the store, rolled the sinks back
     /// and restored its state).
@@ -251,20 +266,15 @@ impl fmt::Display for RunSummary {
             }
             write!(f, ")")?;
         }
-        if !self.checkpoints.is_empty() {
-            let epochs: std::collections::BTreeSet<u64> =
-                self.checkpoints.iter().map(|(_, e, _)| *e).collect();
-            let bytes: u64 = self.checkpoints.iter().map(|(_, _, r)| r.bytes).sum();
-            let mut micros: Vec<u64> = self.checkpoints.iter().map(|(_, _, r)| r.micros).collect();
-            micros.sort_unstable();
-            let p99 = micros[(micros.len() * 99 / 100).min(micros.len() - 1)];
+        let c = &self.checkpoints;
+        if c.batches > 0 {
             write!(
                 f,
                 "\n  checkpoints: {} ({} worker batches, {:.1} KiB in all, write p99 {:.1} ms)",
-                epochs.len(),
-                self.checkpoints.len(),
-                bytes as f64 / 1024.0,
-                p99 as f64 / 1000.0
+                c.checkpoints,
+                c.batches,
+                c.bytes as f64 / 1024.0,
+                c.write.quantile_ms(0.99).unwrap_or(0.0)
             )?;
         }
         for (p, c) in &self.discarded {
@@ -272,6 +282,19 @@ impl fmt::Display for RunSummary {
         }
         Ok(())
     }
+}
+
+/// What a run's checkpoints cost.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// Checkpoints written (by worker 0; every worker writes each).
+    pub checkpoints: u64,
+    /// Write batches, over all workers.
+    pub batches: u64,
+    /// Bytes of those batches.
+    pub bytes: u64,
+    /// Time per batch: syncing the sink files and writing the batch.
+    pub write: Histogram,
 }
 
 /// A job that did not finish.
@@ -377,8 +400,9 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
             ..RunSummary::default()
         });
     }
-    let file_parts = prepare(&graph, prepared.is_none())?;
+    let mut file_parts = prepare(&graph, prepared.is_none())?;
     if let Some(p) = &prepared {
+        checkpoint::log_splits(&graph, p, &mut file_parts).map_err(err)?;
         checkpoint::roll_back_sinks(&graph, p).map_err(err)?;
     }
     let setup = prepared.as_ref().map(|p| CheckpointSetup {
@@ -391,6 +415,7 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
     let shared = Arc::new(Shared {
         file_parts,
         abort: AtomicBool::new(false),
+        halted: AtomicBool::new(false),
         failure: Mutex::new(None),
         sources: graph
             .sources
@@ -413,7 +438,7 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
             .iter()
             .filter_map(|n| n.node.held_gauge())
             .collect(),
-        checkpoints: Mutex::new(Vec::new()),
+        checkpoints: Mutex::new(CheckpointStats::default()),
         leftovers: Mutex::new(Vec::new()),
         started,
         first_output: std::sync::OnceLock::new(),
@@ -485,9 +510,7 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
             .unwrap_or_default();
         leftovers.sort_by_key(|(w, _)| *w);
         let lists: Vec<Vec<Changes>> = leftovers.into_iter().map(|(_, c)| c).collect();
-        p.store
-            .finish(&checkpoint::manifest(&graph, nworkers), &lists)
-            .map_err(|e| err(e.0))?;
+        p.store.finish(&p.manifest, &lists).map_err(|e| err(e.0))?;
     }
     let mut summary = summary(&graph, &shared, started.elapsed());
     summary.resumed = prepared.as_ref().and_then(|p| p.resume);
@@ -532,7 +555,12 @@ fn write_checkpoint(ck: &Checkpointer, epoch: u64, shared: &Shared) {
     match ck.checkpoint(epoch) {
         Ok(record) => {
             if let Ok(mut c) = shared.checkpoints.lock() {
-                c.push((ck.worker(), epoch, record));
+                c.batches += 1;
+                c.bytes += record.bytes;
+                c.write.record(Duration::from_micros(record.micros));
+                if ck.worker() == 0 {
+                    c.checkpoints += 1;
+                }
             }
         }
         Err(e) => shared.fail(e.0),
@@ -691,6 +719,9 @@ fn build_dataflow<'s>(
         }
     }
     let fail = fail_gate(scope, fail_inputs, graph, shared).broadcast();
+    // Probed, so that no checkpoint passes an epoch the gate may still fail
+    // (a job whose sinks are all `null` reads the gate nowhere else).
+    fail.clone().probe_with(probe);
     for (i, s) in graph.sinks.iter().enumerate() {
         let Some(input) = edges.get(&(s.input.producer, s.input.port)).cloned() else {
             continue;
@@ -810,7 +841,7 @@ fn fail_gate<'s>(
                     .min_by(|a, b| a.0.cmp(&b.0))
                     .map(|(_, r)| r.clone());
                 if let Some(r) = first {
-                    shared.fail(describe_failure(&graph, &r, recs.len()));
+                    shared.fail_gate(describe_failure(&graph, &r, recs.len()));
                     done = true;
                     o.session(&cap).give(());
                 }

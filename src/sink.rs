@@ -316,6 +316,18 @@ fn write<'s>(
         SinkKind::File { format, .. } => Encoder::new(&def.schema, *format).header().to_string(),
         _ => String::new(),
     };
+    let me = scope.index();
+    let start: BTreeMap<u32, SinkPos> = match (&ck, table, &target) {
+        (Some(ck), Some(t), Target::Files(paths)) => {
+            let parts = u32::try_from(paths.len()).unwrap_or(u32::MAX);
+            let mine = (0..parts).filter(|p| writer_of(idx, *p, peers) == me);
+            committed(ck, t, mine, &header).unwrap_or_else(|e| {
+                shared.fail(format!("sink \"{}\": {e}", def.name));
+                BTreeMap::new()
+            })
+        }
+        _ => BTreeMap::new(),
+    };
     builder.build(move |_| {
         let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Run>)> = BTreeMap::new();
         let mut failed_at: Option<u64> = None;
@@ -345,7 +357,7 @@ fn write<'s>(
                     break;
                 }
                 let (_cap, runs) = entry.remove();
-                if failed_at.is_some_and(|f| f <= e) {
+                if failed_at.is_some_and(|f| f <= e) || shared.halted() {
                     continue;
                 }
                 shared.epoch_written(e);
@@ -361,8 +373,9 @@ fn write<'s>(
                                 (Target::Stdout, _, _) => Ok(Out::Plain(Box::new(
                                     std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()),
                                 ))),
-                                (Target::Files(paths), Some(ck), Some(t)) => {
-                                    open_tracked(ck, t, &name, part, &paths[part as usize], &header)
+                                (Target::Files(paths), Some(ck), Some(_)) => {
+                                    let pos = start.get(&part).copied().unwrap_or_default();
+                                    open_tracked(ck, &name, part, &paths[part as usize], pos)
                                 }
                                 (Target::Files(paths), _, _) => OpenOptions::new()
                                     .append(true)
@@ -431,28 +444,41 @@ fn file_name(sink: &str, part: u32) -> String {
     format!("sink {sink} partition {part}")
 }
 
-/// Opens a file sink's partition at its committed position (or right after
-/// its header when nothing was committed) and registers it for syncing.
-fn open_tracked(
+/// The committed positions of the partitions of sink table `table` that
+/// this worker writes, read when the dataflow is built (before anything is
+/// folded into the store): a partition with nothing committed starts right
+/// after its header.
+fn committed(
     ck: &Checkpointer,
     table: u32,
+    mine: impl Iterator<Item = u32>,
+    header: &str,
+) -> Result<BTreeMap<u32, SinkPos>, String> {
+    let mut out = BTreeMap::new();
+    for part in mine {
+        let pos = ck
+            .read(table, 0, &part_key(part))
+            .and_then(|v| v.map(|v| decode_value(&v)).transpose())
+            .map_err(|e| format!("cannot read its checkpoint: {e}"))?
+            .unwrap_or(SinkPos {
+                len: header.len() as u64,
+                crc: crc32fast::hash(header.as_bytes()),
+                records: 0,
+            });
+        out.insert(part, pos);
+    }
+    Ok(out)
+}
+
+/// Opens a file sink's partition at its committed position `pos` and
+/// registers it for syncing.
+fn open_tracked(
+    ck: &Checkpointer,
     sink: &str,
     part: u32,
     path: &std::path::Path,
-    header: &str,
+    pos: SinkPos,
 ) -> Result<Out, String> {
-    let pos: SinkPos = match ck
-        .read(table, 0, &part_key(part))
-        .and_then(|v| v.map(|v| decode_value(&v)).transpose())
-    {
-        Ok(Some(p)) => p,
-        Ok(None) => SinkPos {
-            len: header.len() as u64,
-            crc: crc32fast::hash(header.as_bytes()),
-            records: 0,
-        },
-        Err(e) => return Err(format!("cannot read its checkpoint: {e}")),
-    };
     let (t, sync) = Tracked::open(path, pos).map_err(|e| e.to_string())?;
     ck.register_file(&file_name(sink, part), sync);
     Ok(Out::Tracked(t))

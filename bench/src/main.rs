@@ -207,26 +207,23 @@ fn lockstep_run(graph: lockstep::Graph, workers: usize) -> (u64, u64, Option<f64
 /// A run with checkpoints in `dir`: what it measured, and what its
 /// checkpoints cost.
 #[allow(clippy::cast_precision_loss)]
-fn lockstep_checkpointed(graph: lockstep::Graph, workers: usize, dir: &Path) -> (Measured, CheckpointCost) {
+fn lockstep_checkpointed(
+    graph: lockstep::Graph,
+    workers: usize,
+    dir: &Path,
+) -> (Measured, CheckpointCost) {
     let opts = RunOptions {
         workers,
         state: Some(dir.to_path_buf()),
         fresh: false,
     };
     let s = lockstep::run(Arc::new(graph), &opts).expect("run");
-    let mut micros: Vec<u64> = s.checkpoints.iter().map(|(_, _, r)| r.micros).collect();
-    micros.sort_unstable();
-    let q = |p: f64| -> f64 {
-        micros
-            .get(((micros.len() as f64 * p) as usize).min(micros.len().saturating_sub(1)))
-            .map_or(0.0, |m| *m as f64 / 1000.0)
-    };
-    let epochs: std::collections::BTreeSet<u64> = s.checkpoints.iter().map(|(_, e, _)| *e).collect();
+    let c = &s.checkpoints;
     let cost = CheckpointCost {
-        count: epochs.len() as u64,
-        bytes: s.checkpoints.iter().map(|(_, _, r)| r.bytes).sum(),
-        p50_ms: q(0.5),
-        p99_ms: q(0.99),
+        count: c.checkpoints,
+        bytes: c.bytes,
+        p50_ms: c.write.quantile_ms(0.5).unwrap_or(0.0),
+        p99_ms: c.write.quantile_ms(0.99).unwrap_or(0.0),
         epochs: s.epoch_latency.count() as u64,
         resumed: s.resumed,
         ready_ms: s.ready_after.as_secs_f64() * 1000.0,
@@ -289,7 +286,8 @@ fn child(args: &[String]) {
         }
         (q, "checkpointed") => {
             let dir = tempfile::tempdir().expect("tmp");
-            let (mut m, cost) = lockstep_checkpointed(nexmark_graph(q, n), workers, &dir.path().join("state"));
+            let (mut m, cost) =
+                lockstep_checkpointed(nexmark_graph(q, n), workers, &dir.path().join("state"));
             m.seconds = started.elapsed().as_secs_f64();
             m.peak_rss_kib = peak_rss_kib();
             m.checkpoints = Some(cost);
@@ -299,8 +297,10 @@ fn child(args: &[String]) {
         ("restart", phase) => {
             // The parent gives the directory; "crash" aborts inside the
             // final checkpoint, "resume" restarts from the one before.
-            let dir = PathBuf::from(std::env::var("LOCKSTEP_BENCH_DIR").expect("LOCKSTEP_BENCH_DIR"));
-            let (mut m, cost) = lockstep_checkpointed(restart_graph(n, &dir), workers, &dir.join("state"));
+            let dir =
+                PathBuf::from(std::env::var("LOCKSTEP_BENCH_DIR").expect("LOCKSTEP_BENCH_DIR"));
+            let (mut m, cost) =
+                lockstep_checkpointed(restart_graph(n, &dir), workers, &dir.join("state"));
             assert_eq!(phase, "resume", "the crash phase must not finish");
             m.seconds = started.elapsed().as_secs_f64();
             m.peak_rss_kib = peak_rss_kib();
@@ -439,7 +439,10 @@ fn checkpoint_row(job: &str, workers: usize, n: u64, repeat: usize) {
     }
     let p = best(plain);
     let c = best(ck);
-    assert_eq!(p.records, c.records, "{job}: both runs read the same records");
+    assert_eq!(
+        p.records, c.records,
+        "{job}: both runs read the same records"
+    );
     let cost = c.checkpoints.clone().unwrap_or_default();
     let per = |m: &Measured| m.records as f64 / m.seconds / workers as f64;
     println!(
@@ -465,20 +468,39 @@ fn restart_row(workers: usize, n: u64) {
     let dir = tempfile::tempdir().expect("tmp");
     let exe = std::env::current_exe().expect("exe");
     let crash = Command::new(&exe)
-        .args(["--child", "restart", "crash", &workers.to_string(), &n.to_string()])
+        .args([
+            "--child",
+            "restart",
+            "crash",
+            &workers.to_string(),
+            &n.to_string(),
+        ])
         .env("LOCKSTEP_BENCH_DIR", dir.path())
         .env("LOCKSTEP_CRASH_AT_CHECKPOINT", "final:before")
         .output()
         .expect("spawn");
-    assert!(!crash.status.success(), "the crash phase should have aborted");
+    assert!(
+        !crash.status.success(),
+        "the crash phase should have aborted"
+    );
     let t = Instant::now();
     let out = Command::new(&exe)
-        .args(["--child", "restart", "resume", &workers.to_string(), &n.to_string()])
+        .args([
+            "--child",
+            "restart",
+            "resume",
+            &workers.to_string(),
+            &n.to_string(),
+        ])
         .env("LOCKSTEP_BENCH_DIR", dir.path())
         .output()
         .expect("spawn");
     let wall = t.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let m: Measured = serde_json::from_slice(&out.stdout).expect("child output");
     let c = m.checkpoints.unwrap_or_default();
     println!(
@@ -486,7 +508,8 @@ fn restart_row(workers: usize, n: u64) {
         c.keys,
         c.resumed.map_or("-".to_string(), |r| r.to_string()),
         c.ready_ms,
-        c.first_output_ms.map_or("-".to_string(), |f| format!("{f:.0}")),
+        c.first_output_ms
+            .map_or("-".to_string(), |f| format!("{f:.0}")),
         wall,
         m.peak_rss_kib as f64 / 1024.0,
     );
@@ -537,7 +560,14 @@ fn main() {
         println!("{HELP}");
         return;
     }
-    let known = ["--quick", "--rss", "--checkpoints", "--only", "--repeat", "--events"];
+    let known = [
+        "--quick",
+        "--rss",
+        "--checkpoints",
+        "--only",
+        "--repeat",
+        "--events",
+    ];
     let mut it = args.iter();
     while let Some(a) = it.next() {
         assert!(known.contains(&a.as_str()), "unknown flag {a} (see --help)");

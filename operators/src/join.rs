@@ -358,7 +358,12 @@ struct JoinCk {
 impl JoinCk {
     /// Opens the table and restores the key groups this worker owns into
     /// `sides`; `None` without checkpoints.
-    fn open(ctx: &StateCtx, sides: &mut KeyedState<Vec<u8>, Sides>, worker: usize, peers: usize) -> Option<JoinCk> {
+    fn open(
+        ctx: &StateCtx,
+        sides: &mut KeyedState<Vec<u8>, Sides>,
+        worker: usize,
+        peers: usize,
+    ) -> Option<JoinCk> {
         let (ck, table) = ctx.raw_table(RECORDS)?;
         let t = JoinCk {
             ck,
@@ -366,31 +371,41 @@ impl JoinCk {
             ctx: ctx.clone(),
         };
         if let Err(e) = t.restore(sides, worker, peers) {
-            ctx.fail(format!("node \"{}\": cannot restore its records: {e}", ctx.node()));
+            ctx.fail(format!(
+                "node \"{}\": cannot restore its records: {e}",
+                ctx.node()
+            ));
         }
         Some(t)
     }
 
-    fn restore(&self, sides: &mut KeyedState<Vec<u8>, Sides>, worker: usize, peers: usize) -> Result<(), StoreError> {
+    fn restore(
+        &self,
+        sides: &mut KeyedState<Vec<u8>, Sides>,
+        worker: usize,
+        peers: usize,
+    ) -> Result<(), StoreError> {
         if self.ck.resume().is_none() {
             return Ok(());
         }
         let groups = KeyGroups::new(self.ck.key_groups());
         for g in (0..self.ck.key_groups()).filter(|g| groups.owner(*g, peers) == worker) {
             let mut found: BTreeMap<Vec<u8>, Sides> = BTreeMap::new();
-            self.ck.store().scan_group(self.table, g, &mut |_, key, value| {
-                let Some(split) = key.len().checked_sub(9) else {
-                    return Err(StoreError("a join record key is too short".into()));
-                };
-                let rec: Rec = decode_value(value)?;
-                let s = found.entry(key[..split].to_vec()).or_default();
-                if key[split] == 0 {
-                    s.left.push(rec);
-                } else {
-                    s.right.push(rec);
-                }
-                Ok(())
-            })?;
+            self.ck
+                .store()
+                .scan_group(self.table, g, &mut |_, key, value| {
+                    let Some(split) = key.len().checked_sub(9) else {
+                        return Err(StoreError("a join record key is too short".into()));
+                    };
+                    let rec: Rec = decode_value(value)?;
+                    let s = found.entry(key[..split].to_vec()).or_default();
+                    if key[split] == 0 {
+                        s.left.push(rec);
+                    } else {
+                        s.right.push(rec);
+                    }
+                    Ok(())
+                })?;
             for (sk, mut s) in found {
                 // Kept sorted in memory; the stored order is by arrival.
                 sort_recs(&mut s.left);
@@ -413,11 +428,18 @@ impl JoinCk {
     /// epoch `e`.
     fn appended(&self, e: u64, group: u32, sk: &[u8], side: u8, held: usize, new: &[Rec]) {
         for (i, rec) in new.iter().enumerate() {
-            let staged = self.ck.stage_with(e, self.table, group, &Self::key(sk, side, held + i), |out| {
-                encode_value_into(out, rec).map(|()| true)
-            });
+            let staged = self.ck.stage_with(
+                e,
+                self.table,
+                group,
+                &Self::key(sk, side, held + i),
+                |out| encode_value_into(out, rec).map(|()| true),
+            );
             if let Err(err) = staged {
-                self.ctx.fail(format!("node \"{}\": cannot checkpoint a record: {err}", self.ctx.node()));
+                self.ctx.fail(format!(
+                    "node \"{}\": cannot checkpoint a record: {err}",
+                    self.ctx.node()
+                ));
             }
         }
     }
@@ -426,7 +448,8 @@ impl JoinCk {
     fn deleted(&self, e: u64, group: u32, sk: &[u8], old: &Sides) {
         for (side, n) in [(0u8, old.left.len()), (1u8, old.right.len())] {
             for seq in 0..n {
-                self.ck.stage(e, self.table, group, &Self::key(sk, side, seq), None);
+                self.ck
+                    .stage(e, self.table, group, &Self::key(sk, side, seq), None);
             }
         }
     }

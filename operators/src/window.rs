@@ -691,19 +691,26 @@ impl WindowOp {
             if frontier.less_equal(&e) {
                 break;
             }
+            // The epoch's capabilities are held until its changes are
+            // staged (the checkpoint contract).
+            let mut held = Vec::with_capacity(3);
             if let Some((caps, keys)) = self.pending.remove(&e) {
                 let n: usize = keys.values().map(|(_, parts)| parts.len()).sum();
                 self.held.add(-i64::try_from(n).unwrap_or(0));
                 self.apply_panes(e, &caps, keys);
+                held.push(caps);
             }
             if let Some((caps, recs)) = self.stash.remove(&e) {
                 self.held.add(-i64::try_from(recs.len()).unwrap_or(0));
                 self.apply_sessions(e, &caps, recs, out);
+                held.push(caps);
             }
             if let Some((caps, wins)) = self.fires.remove(&e) {
                 self.fire(e, &caps, wins, out);
+                held.push(caps);
             }
             self.stage(e);
+            drop(held);
         }
         // End of input: every window has fired and nothing can be late any
         // more, so the sessions' fired_until marks are dropped too.

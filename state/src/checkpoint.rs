@@ -45,7 +45,7 @@ use crate::{KeyedState, StateDef};
 pub const VALUE_FORMAT: u8 = 1;
 
 /// How many checkpoint records each worker keeps for `lockstep state`.
-const HISTORY: usize = 64;
+const HISTORY: usize = crate::store::HISTORY_KEPT;
 
 /// A worker folds its complete checkpoints into the folded state once their
 /// changes take this many bytes (so `pending` holds at most about this much
@@ -69,7 +69,8 @@ pub fn encode_value<V: Serialize>(v: &V) -> Result<Vec<u8>, StoreError> {
 /// A value bincode cannot encode (none of lockstep's).
 pub fn encode_value_into<V: Serialize>(out: &mut Vec<u8>, v: &V) -> Result<(), StoreError> {
     out.push(VALUE_FORMAT);
-    bincode::serialize_into(out, v).map_err(|e| StoreError(format!("cannot encode a state value: {e}")))
+    bincode::serialize_into(out, v)
+        .map_err(|e| StoreError(format!("cannot encode a state value: {e}")))
 }
 
 /// Decodes a state value written by [`encode_value`].
@@ -123,7 +124,11 @@ fn crash_hook() -> Option<(Option<u64>, CrashPoint)> {
         "after" => CrashPoint::After,
         _ => return None,
     };
-    let n = if n == "final" { None } else { Some(n.parse().ok()?) };
+    let n = if n == "final" {
+        None
+    } else {
+        Some(n.parse().ok()?)
+    };
     Some((n, at))
 }
 
@@ -153,7 +158,6 @@ struct Inner {
     files: BTreeMap<String, (Arc<File>, bool)>,
     /// Markers written and not yet broadcast.
     outbox: Vec<u64>,
-    records: Vec<(u64, CheckpointRecord)>,
     written: u64,
 }
 
@@ -197,7 +201,11 @@ impl Checkpointer {
     }
 
     fn crash_hook(&self, written: u64, epoch: u64, at: CrashPoint) {
-        let target = if epoch == FINISHED { None } else { Some(written) };
+        let target = if epoch == FINISHED {
+            None
+        } else {
+            Some(written)
+        };
         if self.crash_at == Some((target, at)) || self.crash_at == Some((Some(written), at)) {
             eprintln!(
                 "lockstep: LOCKSTEP_CRASH_AT_CHECKPOINT: aborting in checkpoint {written} ({at:?})"
@@ -372,8 +380,13 @@ impl Checkpointer {
         for (name, (file, dirty)) in &mut inner.files {
             if *dirty {
                 file.sync_data().map_err(|e| {
+                    let advice = if e.kind() == std::io::ErrorKind::StorageFull {
+                        "the disk is full; free some space and run the same command again (the last complete checkpoint is intact)"
+                    } else {
+                        "check the output file's disk; the last complete checkpoint is intact, so run the same command again once it is fixed"
+                    };
                     StoreError(format!(
-                        "checkpoint at epoch {epoch} failed: cannot sync {name}: {e}"
+                        "checkpoint at epoch {epoch} failed: cannot sync {name}: {e}\n  {advice}"
                     ))
                 })?;
                 *dirty = false;
@@ -473,7 +486,6 @@ impl Checkpointer {
         let w = self.worker as usize;
         inner.known[w] = Some(epoch);
         inner.outbox.push(epoch);
-        inner.records.push((epoch, record.clone()));
         Ok(record)
     }
 
@@ -503,11 +515,6 @@ impl Checkpointer {
     /// The newest checkpoint every worker is known to have completed.
     pub fn known_complete(&self) -> Option<u64> {
         self.inner.borrow().known.iter().copied().min().flatten()
-    }
-
-    /// The records of this worker's checkpoints so far (for metrics).
-    pub fn records(&self) -> Vec<(u64, CheckpointRecord)> {
-        self.inner.borrow().records.clone()
     }
 
     /// The number of key groups.

@@ -32,6 +32,10 @@ use serde::{Deserialize, Serialize};
 /// written by a newer lockstep and is refused.
 pub const STORE_FORMAT: u32 = 1;
 
+/// How many history records a restart keeps per worker (a run keeps as
+/// many of its own).
+pub const HISTORY_KEPT: usize = 64;
+
 /// The marker epoch of a run that finished its input: nothing is left to do.
 pub const FINISHED: u64 = u64::MAX;
 
@@ -579,6 +583,20 @@ impl Store {
         }
         for w in self.markers()?.keys() {
             b.delete_cf(meta, marker_key(*w));
+        }
+        // History: the newest records of each worker of the new run (each
+        // run prunes only its own), none of workers that are gone.
+        let mut per_worker: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        for (e, w, _) in self.history()? {
+            per_worker.entry(w).or_default().push(e);
+        }
+        for (w, mut epochs) in per_worker {
+            epochs.sort_unstable();
+            let keep = if w < new_workers { HISTORY_KEPT } else { 0 };
+            let drop = epochs.len().saturating_sub(keep);
+            for e in &epochs[..drop] {
+                b.delete_cf(meta, history_key(*e, w));
+            }
         }
         if let Some(r) = resume {
             for w in 0..new_workers {
