@@ -205,15 +205,24 @@ fn kill_9_at_random_instants_and_restarting_gives_the_bytes_of_a_run_that_never_
     );
 }
 
-/// Runs with the crash hook at checkpoint `n`; the process must abort there.
+/// Runs with the crash hook at checkpoint `n`; the process must abort
+/// there. How many checkpoints a run writes depends on how far worker 0
+/// sees the frontier jump between its looks, so a run that finishes before
+/// its `n`-th checkpoint is started over with the hook at an earlier one.
 fn abort_at(dir: &Path, workers: usize, n: u32, at: &str) {
-    let r = run_state(
-        dir,
-        workers,
-        &[("LOCKSTEP_CRASH_AT_CHECKPOINT", format!("{n}:{at}"))],
-    );
-    assert_ne!(r.code, 0, "the hook should have stopped the run");
-    assert!(r.stderr.contains("aborting in checkpoint"), "{}", r.stderr);
+    for k in (1..=n).rev() {
+        let r = run_state(
+            dir,
+            workers,
+            &[("LOCKSTEP_CRASH_AT_CHECKPOINT", format!("{k}:{at}"))],
+        );
+        if r.code != 0 {
+            assert!(r.stderr.contains("aborting in checkpoint"), "{}", r.stderr);
+            return;
+        }
+        fs::remove_dir_all(dir.join("state")).expect("rm state");
+    }
+    panic!("every run finished before its first checkpoint");
 }
 
 #[test]
@@ -324,27 +333,46 @@ fn the_state_directory_holds_the_live_keys_once_however_long_the_run() {
 
 #[test]
 fn state_subcommands_show_checkpoints_offsets_keys_and_a_nodes_state() {
-    let dir = crash_job(100_000);
-    abort_at(dir.path(), 2, 6, "after");
+    let dir = crash_job(60_000);
+    let r = run_state(dir.path(), 2, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     let c = run_ok(dir.path(), &["state", "state", "checkpoints"]);
     assert!(c.stdout.contains("job: crash-test"), "{}", c.stdout);
     assert!(c.stdout.contains("workers: 2"), "{}", c.stdout);
-    assert!(c.stdout.contains("complete checkpoint: "), "{}", c.stdout);
     assert!(
-        c.stdout.contains("worker 0: ") && c.stdout.contains("worker 1: "),
+        c.stdout.contains("complete checkpoint: finished"),
         "{}",
         c.stdout
     );
-    let o = run_ok(dir.path(), &["state", "state", "offsets"]);
-    let bid_parts = o.stdout.lines().filter(|l| l.starts_with("bid\t")).count();
-    assert_eq!(bid_parts, 3, "one line per bid partition:\n{}", o.stdout);
     assert!(
-        o.stdout
-            .lines()
-            .any(|l| l.starts_with("per_auction_out\t1\t")),
+        c.stdout.contains("worker 0: finished") && c.stdout.contains("worker 1: finished"),
         "{}",
-        o.stdout
+        c.stdout
     );
+    // Offsets: every partition done, and each sink partition's committed
+    // bytes are the file's bytes.
+    let o = run_ok(dir.path(), &["state", "state", "offsets"]);
+    let bid: Vec<&str> = o
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("bid\t"))
+        .collect();
+    assert_eq!(bid.len(), 3, "one line per bid partition:\n{}", o.stdout);
+    assert!(bid.iter().all(|l| l.ends_with("\ttrue")), "{}", o.stdout);
+    let mut sinks = 0;
+    for l in o.stdout.lines() {
+        let f: Vec<&str> = l.split('\t').collect();
+        let file = match (f[0], f.get(1)) {
+            ("per_auction_out", Some(p)) => format!("per_auction-{p}.csv"),
+            ("per_bidder_out", Some(_)) => "per_bidder.jsonl".to_string(),
+            ("q7_out", Some(_)) => "q7.jsonl".to_string(),
+            _ => continue,
+        };
+        let len = fs::metadata(dir.path().join(&file)).expect("output").len();
+        assert_eq!(f[2], len.to_string(), "{file}: {l}");
+        sinks += 1;
+    }
+    assert_eq!(sinks, 4, "{}", o.stdout);
     let k = run_ok(dir.path(), &["state", "state", "keys", "--groups"]);
     let line = k
         .stdout
@@ -358,6 +386,20 @@ fn state_subcommands_show_checkpoints_offsets_keys_and_a_nodes_state() {
         .and_then(|n| n.parse().ok())
         .expect("count");
     assert!(n > 0, "{line}");
+    let groups: usize = k
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("per_bidder/keys\t"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  group "))
+        .map(|l| {
+            l.rsplit('\t')
+                .next()
+                .and_then(|c| c.parse::<usize>().ok())
+                .expect("group count")
+        })
+        .sum();
+    assert_eq!(groups, n, "per-group counts add up");
     let d = run_ok(dir.path(), &["state", "state", "dump", "per_bidder"]);
     assert_eq!(d.stdout.lines().count(), n, "one line per key");
     for l in d.stdout.lines() {
@@ -569,11 +611,24 @@ fn a_directory_in_use_by_a_running_job_is_refused() {
 
 #[test]
 fn sink_files_changed_behind_the_jobs_back_are_clear_errors() {
-    let dir = crash_job(20_000);
-    abort_at(dir.path(), 1, 3, "after");
+    let dir = crash_job(40_000);
+    abort_at(dir.path(), 1, 4, "after");
+    // The committed bytes of per_bidder.jsonl, from `lockstep state offsets`.
+    let o = run_ok(dir.path(), &["state", "state", "offsets"]);
+    let committed: u64 = o
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("per_bidder_out\t"))
+        .and_then(|l| l.split('\t').nth(2))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", o.stdout));
+    assert!(
+        committed > 10,
+        "a checkpoint committed output: {}",
+        o.stdout
+    );
     let path: PathBuf = dir.path().join("per_bidder.jsonl");
     let bytes = fs::read(&path).expect("read");
-    assert!(bytes.len() > 10);
     let mut changed = bytes.clone();
     changed[1] = b'X';
     fs::write(&path, &changed).expect("write");
