@@ -26,7 +26,7 @@
 //!   about that much per worker and the checkpoints in flight.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::File;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -400,12 +400,24 @@ impl Checkpointer {
             None => BTreeMap::new(),
         };
         let ready = std::mem::replace(&mut inner.staged, later);
-        // All changes made by epochs up to this checkpoint are its version,
-        // written in the order they were made: a key changed by several of
-        // these epochs is written again, and the last write wins (in the
-        // batch, and when folded).
+        // All changes made by epochs up to this checkpoint are its version.
+        // One epoch's changes name each key once (each table stages once per
+        // epoch); of several epochs', the latest change of each key is
+        // written (a window touched in each of them is written once).
         let lists: Vec<Changes> = ready.into_values().collect();
-        let changes: Vec<(&[u8], Option<&[u8]>)> = lists.iter().flat_map(Changes::iter).collect();
+        let changes: Vec<(&[u8], Option<&[u8]>)> = if lists.len() == 1 {
+            lists.iter().flat_map(Changes::iter).collect()
+        } else {
+            let total: usize = lists.iter().map(Changes::len).sum();
+            let mut seen: HashSet<&[u8], foldhash::fast::FixedState> =
+                HashSet::with_capacity_and_hasher(total, foldhash::fast::FixedState::default());
+            lists
+                .iter()
+                .rev()
+                .flat_map(Changes::iter)
+                .filter(|(k, _)| seen.insert(k))
+                .collect()
+        };
         let min = inner.known.iter().copied().min().flatten();
         // Fold complete checkpoints lazily, once their changes pass
         // FOLD_BYTES: a window created and closed in between never reaches
