@@ -403,9 +403,7 @@ impl Store {
         opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         opts.set_paranoid_checks(true);
         opts.set_max_background_jobs(1);
-        // Checkpoints only write during a run (reads happen at start), so
-        // the memtable is a vector, sorted when flushed: an insert is an
-        // append instead of a skip-list search.
+        // (Vector memtables, below, cannot take concurrent writes.)
         opts.set_allow_concurrent_memtable_write(false);
         // The small `meta` family would otherwise pin every log file until
         // it fills its own memtable: flush it when the logs pass 64 MiB.
@@ -421,7 +419,14 @@ impl Store {
         let cfs = [CF_META, CF_STATE, CF_PENDING, CF_DECISIONS].map(|name| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            o.set_memtable_factory(rocksdb::MemtableFactory::Vector);
+            if name == CF_PENDING {
+                // Checkpoints append here and nothing reads it during a run
+                // (a restart reads it once, in order): a vector memtable,
+                // sorted when flushed, makes an insert an append instead of a
+                // skip-list search. The other families are read when a job
+                // restores, so they keep the skip list.
+                o.set_memtable_factory(rocksdb::MemtableFactory::Vector);
+            }
             ColumnFamilyDescriptor::new(name, o)
         });
         let db = DB::open_cf_descriptors(&opts, dir, cfs)
@@ -606,13 +611,6 @@ impl Store {
         let text = serde_json::to_vec_pretty(manifest).map_err(|e| StoreError(e.to_string()))?;
         b.put_cf(meta, MANIFEST, text);
         self.write(b, "cannot settle the last checkpoint")?;
-        // The memtables are vectors, sorted anew for every read: flush them,
-        // so that restoring reads sorted files.
-        for name in [CF_META, CF_STATE, CF_PENDING, CF_DECISIONS] {
-            self.db
-                .flush_cf(self.cf(name)?)
-                .map_err(|e| self.err("cannot flush the settled checkpoint", &e))?;
-        }
         Ok(resume)
     }
 
