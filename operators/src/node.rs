@@ -267,11 +267,6 @@ where
     K: Ord + std::hash::Hash + Clone + AsRef<[u8]> + From<Vec<u8>>,
     V: Clone + serde::Serialize + serde::de::DeserializeOwned,
 {
-    /// Whether the table is checkpointed.
-    pub fn is_on(&self) -> bool {
-        self.table.is_some()
-    }
-
     /// Stages the changes of `state` made by epoch `epoch`: call it after
     /// finishing each epoch, before dropping that epoch's capabilities.
     pub fn stage(&self, epoch: u64, state: &mut KeyedState<K, V>) {

@@ -93,7 +93,6 @@ pub fn decode_value<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, StoreError> 
 pub struct Checkpointer {
     store: Arc<Store>,
     worker: u32,
-    peers: u32,
     every: u64,
     key_groups: u32,
     tables: Arc<Vec<String>>,
@@ -176,7 +175,6 @@ impl Checkpointer {
         Checkpointer {
             store,
             worker,
-            peers,
             every: every.max(1),
             key_groups,
             tables,
@@ -360,11 +358,6 @@ impl Checkpointer {
         self.inner.borrow().last != Some(FINISHED)
     }
 
-    /// The last checkpoint this worker wrote (or resumed from).
-    pub fn last(&self) -> Option<u64> {
-        self.inner.borrow().last
-    }
-
     /// Writes checkpoint `epoch`: syncs the registered files written since
     /// the last one, then one batch with the net change of every key staged
     /// at or below `epoch`, the folding of complete checkpoints, the marker
@@ -524,19 +517,9 @@ impl Checkpointer {
         }
     }
 
-    /// The newest checkpoint every worker is known to have completed.
-    pub fn known_complete(&self) -> Option<u64> {
-        self.inner.borrow().known.iter().copied().min().flatten()
-    }
-
     /// The number of key groups.
     pub fn key_groups(&self) -> u32 {
         self.key_groups
-    }
-
-    /// The number of workers.
-    pub fn peers(&self) -> u32 {
-        self.peers
     }
 }
 

@@ -280,11 +280,6 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
         }
     }
 
-    /// Whether change tracking is on.
-    pub fn is_tracking(&self) -> bool {
-        self.tracking
-    }
-
     /// The net change of every key written since the last call, in key-group
     /// and key order, and forgets them.
     pub fn take_changes(&mut self) -> Vec<(u32, K, Change<V>)> {

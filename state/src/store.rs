@@ -201,15 +201,6 @@ pub enum OpenMode {
     Existing,
 }
 
-/// A key of `pending`: epoch, worker, then the base key.
-pub fn pending_key(epoch: u64, worker: u32, base: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(12 + base.len());
-    k.extend_from_slice(&epoch.to_be_bytes());
-    k.extend_from_slice(&worker.to_be_bytes());
-    k.extend_from_slice(base);
-    k
-}
-
 /// A key of `state`: table, key group, key bytes.
 pub fn base_key(table: u32, group: u32, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + key.len());
@@ -344,10 +335,6 @@ impl Changes {
 
 /// A visitor of table entries: `(key group, key bytes, value bytes)`.
 pub type Visit<'a> = dyn FnMut(u32, &[u8], &[u8]) -> Result<(), StoreError> + 'a;
-
-/// One change in a checkpoint: a `state` key and its new value (`None`:
-/// deleted).
-pub type Entry = (Vec<u8>, Option<Vec<u8>>);
 
 impl Store {
     /// Opens (or, with [`OpenMode::Create`], creates) the store in `dir`.
