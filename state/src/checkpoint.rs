@@ -142,6 +142,8 @@ struct Inner {
     unfolded: VecDeque<(u64, Vec<Changes>)>,
     /// The bytes of `unfolded`.
     unfolded_bytes: usize,
+    /// Scratch space for the checkpoint's `pending` value.
+    blob: Vec<u8>,
     last: Option<u64>,
     /// Checkpoint epochs decided (by worker 0) and not yet written here.
     decided: VecDeque<u64>,
@@ -426,14 +428,15 @@ impl Checkpointer {
             0
         };
         folded.extend(inner.unfolded.iter().take(fold_count).map(|(e, _)| *e));
-        let fold = Changes::net(
-            inner
-                .unfolded
-                .iter()
-                .take(fold_count)
-                .flat_map(|(_, c)| c)
-                .flat_map(Changes::iter),
-        );
+        // Folded in the order they were made: the last change of a key wins
+        // (the folded family's memtable is a vector, so each is an append).
+        let fold: Vec<(&[u8], Option<&[u8]>)> = inner
+            .unfolded
+            .iter()
+            .take(fold_count)
+            .flat_map(|(_, c)| c)
+            .flat_map(Changes::iter)
+            .collect();
         let mut forget = Vec::new();
         while inner.history.len() >= HISTORY {
             if let Some(e) = inner.history.pop_front() {
@@ -461,6 +464,7 @@ impl Checkpointer {
                 micros: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
                 ..record.clone()
             },
+            &mut inner.blob,
         );
         let entries = changes.len() as u64;
         drop(changes);

@@ -94,6 +94,8 @@ pub struct KeyedState<K: Ord + Hash + Clone, V: Clone> {
     /// sets: a write to a key already marked costs a lookup, not a clone;
     /// taking changes sorts them).
     dirty: HashMap<u32, HashSet<K, Fixed>, Fixed>,
+    /// The (emptied) buffer that dirty keys are drained into.
+    drained: Vec<(u32, K)>,
     tracking: bool,
     len: usize,
     gauge: Option<Arc<StateGauge>>,
@@ -109,6 +111,7 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
             name: def.name(),
             groups: HashMap::default(),
             dirty: HashMap::default(),
+            drained: Vec::new(),
             tracking: true,
             len: 0,
             gauge: None,
@@ -152,11 +155,12 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
 
     /// The dirty keys, in key-group and key order, forgotten.
     fn take_dirty(&mut self) -> Vec<(u32, K)> {
-        let mut all: Vec<(u32, K)> = self
-            .dirty
-            .iter_mut()
-            .flat_map(|(g, set)| set.drain().map(move |k| (*g, k)))
-            .collect();
+        let mut all = std::mem::take(&mut self.drained);
+        all.extend(
+            self.dirty
+                .iter_mut()
+                .flat_map(|(g, set)| set.drain().map(move |k| (*g, k))),
+        );
         all.sort_unstable();
         all
     }
@@ -275,9 +279,13 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
     /// of every key written since the last call, in key-group and key
     /// order, and forgets them. Nothing is cloned.
     pub fn drain_changes(&mut self, mut f: impl FnMut(u32, &K, Option<&V>)) {
-        for (g, k) in &self.take_dirty() {
+        let mut dirty = self.take_dirty();
+        for (g, k) in &dirty {
             f(*g, k, self.get(*g, k));
         }
+        // The buffer keeps its capacity for the next epoch.
+        dirty.clear();
+        self.drained = dirty;
     }
 
     /// The net change of every key written since the last call, in key-group

@@ -10,7 +10,7 @@
 //! | `meta` | `"marker" ‖ worker u32` | epoch u64: the worker's last checkpoint |
 //! | `meta` | `"history" ‖ epoch u64 ‖ worker u32` | [`CheckpointRecord`] (bincode) |
 //! | `state` | `table u32 ‖ key group u32 ‖ key` | value bytes (the folded state) |
-//! | `pending` | `epoch u64 ‖ worker u32 ‖ table u32 ‖ key group u32 ‖ key` | the value, or nothing (deleted) |
+//! | `pending` | `epoch u64 ‖ worker u32` | the worker's changes at that checkpoint, one after another: `key length u32 ‖ state key ‖ value length u32 ‖ value` (length `u32::MAX` and no value: deleted) |
 //! | `decisions` | `table u32 ‖ partition u32 ‖ sequence u64` | decision bytes |
 //!
 //! `state` holds every table's contents as of a checkpoint that all workers
@@ -333,6 +333,56 @@ impl Changes {
     }
 }
 
+/// Appends one change to a `pending` blob: key length `u32`, key, then the
+/// value's length `u32` and the value, or `u32::MAX` when the key was
+/// deleted (all big-endian).
+fn blob_push(blob: &mut Vec<u8>, key: &[u8], value: Option<&[u8]>) {
+    blob.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_be_bytes());
+    blob.extend_from_slice(key);
+    match value {
+        Some(v) => {
+            blob.extend_from_slice(&u32::try_from(v.len()).unwrap_or(u32::MAX - 1).to_be_bytes());
+            blob.extend_from_slice(v);
+        }
+        None => blob.extend_from_slice(&u32::MAX.to_be_bytes()),
+    }
+}
+
+/// One change: a `state` key and its value (`None`: deleted).
+pub type Change<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// The changes of a `pending` blob, in order; `None` if it is damaged.
+fn blob_entries(blob: &[u8]) -> Option<Vec<Change<'_>>> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    let u32_at = |at: usize| -> Option<usize> {
+        let b: [u8; 4] = blob.get(at..at + 4)?.try_into().ok()?;
+        Some(u32::from_be_bytes(b) as usize)
+    };
+    while at < blob.len() {
+        let klen = u32_at(at)?;
+        let key = blob.get(at + 4..at + 4 + klen)?;
+        at += 4 + klen;
+        let vlen = u32_at(at)?;
+        at += 4;
+        if vlen == u32::MAX as usize {
+            out.push((key, None));
+        } else {
+            out.push((key, Some(blob.get(at..at + vlen)?)));
+            at += vlen;
+        }
+    }
+    Some(out)
+}
+
+/// The key of a worker's `pending` blob for checkpoint `epoch`.
+fn blob_key(epoch: u64, worker: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&epoch.to_be_bytes());
+    k[8..].copy_from_slice(&worker.to_be_bytes());
+    k
+}
+
 /// A visitor of table entries: `(key group, key bytes, value bytes)`.
 pub type Visit<'a> = dyn FnMut(u32, &[u8], &[u8]) -> Result<(), StoreError> + 'a;
 
@@ -406,12 +456,11 @@ impl Store {
         let cfs = [CF_META, CF_STATE, CF_PENDING, CF_DECISIONS].map(|name| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            if name == CF_PENDING {
-                // Checkpoints append here and nothing reads it during a run
-                // (a restart reads it once, in order): a vector memtable,
-                // sorted when flushed, makes an insert an append instead of a
-                // skip-list search. The other families are read when a job
-                // restores, so they keep the skip list.
+            if name == CF_PENDING || name == CF_STATE {
+                // Written by checkpoints and folds, read only when a job
+                // starts (after `settle` flushes them): a vector memtable,
+                // sorted when flushed, makes an insert an append instead of
+                // a skip-list search (which a fold of many keys pays per key).
                 o.set_memtable_factory(rocksdb::MemtableFactory::Vector);
             }
             ColumnFamilyDescriptor::new(name, o)
@@ -555,11 +604,13 @@ impl Store {
             let (k, v) = item.map_err(|e| self.err("cannot read pending changes", &e))?;
             let epoch = u64_of(&k).ok_or_else(|| self.damaged("pending key"))?;
             if resume.is_some_and(|r| epoch <= r) {
-                let base = k.get(12..).ok_or_else(|| self.damaged("pending key"))?;
-                if v.is_empty() {
-                    b.delete_cf(state, base);
-                } else {
-                    b.put_cf(state, base, &v);
+                for (key, value) in
+                    blob_entries(&v).ok_or_else(|| self.damaged("pending checkpoint"))?
+                {
+                    match value {
+                        Some(value) => b.put_cf(state, key, value),
+                        None => b.delete_cf(state, key),
+                    }
                 }
             }
             b.delete_cf(pending, &k);
@@ -598,6 +649,13 @@ impl Store {
         let text = serde_json::to_vec_pretty(manifest).map_err(|e| StoreError(e.to_string()))?;
         b.put_cf(meta, MANIFEST, text);
         self.write(b, "cannot settle the last checkpoint")?;
+        // Vector memtables are sorted anew for every read: flush them, so
+        // that restoring reads sorted files.
+        for name in [CF_STATE, CF_PENDING] {
+            self.db
+                .flush_cf(self.cf(name)?)
+                .map_err(|e| self.err("cannot flush the settled checkpoint", &e))?;
+        }
         Ok(resume)
     }
 
@@ -607,7 +665,8 @@ impl Store {
     /// the folding of earlier checkpoints of this worker that every worker
     /// has completed (`folded`: their epochs, whose `pending` entries are
     /// deleted, and `fold`: their net changes, written to `state`), its
-    /// marker and a history record. Returns the batch's size in bytes.
+    /// marker and a history record. `blob` is scratch space (kept between
+    /// calls so that its memory is reused). Returns the batch's size in bytes.
     ///
     /// # Errors
     /// Write errors (a full disk among them): the checkpoint is then not
@@ -622,6 +681,7 @@ impl Store {
         fold: &[(&[u8], Option<&[u8]>)],
         forget_history: &[u64],
         record: &CheckpointRecord,
+        blob: &mut Vec<u8>,
     ) -> Result<u64, StoreError> {
         let (meta, state, pending) = (self.cf(CF_META)?, self.cf(CF_STATE)?, self.cf(CF_PENDING)?);
         let size: usize = changes
@@ -630,16 +690,13 @@ impl Store {
             .map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len) + 32)
             .sum();
         let mut b = WriteBatch::with_capacity_bytes(size + 4096);
-        let mut pk = Vec::new();
+        // The checkpoint's changes go in as one value: one log record and one
+        // memtable entry per checkpoint, however many keys changed.
+        blob.clear();
         for (k, v) in changes {
-            pk.clear();
-            pk.extend_from_slice(&epoch.to_be_bytes());
-            pk.extend_from_slice(&worker.to_be_bytes());
-            pk.extend_from_slice(k);
-            // A value is never empty (it starts with its format byte):
-            // empty means deleted.
-            b.put_cf(pending, &pk, v.unwrap_or(&[]));
+            blob_push(blob, k, *v);
         }
+        b.put_cf(pending, blob_key(epoch, worker), &*blob);
         for (k, v) in fold {
             match v {
                 Some(v) => b.put_cf(state, k, v),
@@ -647,15 +704,7 @@ impl Store {
             }
         }
         for e in folded {
-            let mut from = e.to_be_bytes().to_vec();
-            from.extend_from_slice(&worker.to_be_bytes());
-            let mut to = e.to_be_bytes().to_vec();
-            if let Some(next) = worker.checked_add(1) {
-                to.extend_from_slice(&next.to_be_bytes());
-            } else {
-                to = e.saturating_add(1).to_be_bytes().to_vec();
-            }
-            b.delete_range_cf(pending, from, to);
+            b.delete_cf(pending, blob_key(*e, worker));
         }
         for e in forget_history {
             b.delete_cf(meta, history_key(*e, worker));
@@ -774,14 +823,16 @@ impl Store {
                 if epoch > at {
                     break;
                 }
-                let base = k.get(12..).ok_or_else(|| self.damaged("pending key"))?;
-                if !base.starts_with(&prefix) {
-                    continue;
-                }
-                if v.is_empty() {
-                    all.remove(base);
-                } else {
-                    all.insert(base.to_vec(), v.to_vec());
+                for (key, value) in
+                    blob_entries(&v).ok_or_else(|| self.damaged("pending checkpoint"))?
+                {
+                    if !key.starts_with(&prefix) {
+                        continue;
+                    }
+                    match value {
+                        Some(value) => all.insert(key.to_vec(), value.to_vec()),
+                        None => all.remove(key),
+                    };
                 }
             }
         }
@@ -829,14 +880,17 @@ impl Store {
             .db
             .iterator_cf(self.cf(CF_PENDING)?, IteratorMode::Start)
         {
-            let (k, _) = item.map_err(|e| self.err("cannot read pending changes", &e))?;
+            let (k, v) = item.map_err(|e| self.err("cannot read pending changes", &e))?;
             let epoch = u64_of(&k).ok_or_else(|| self.damaged("pending key"))?;
             let worker = k
                 .get(8..12)
                 .and_then(|w| w.try_into().ok())
                 .map(u32::from_be_bytes)
                 .ok_or_else(|| self.damaged("pending key"))?;
-            *out.entry((epoch, worker)).or_default() += 1;
+            let n = blob_entries(&v)
+                .ok_or_else(|| self.damaged("pending checkpoint"))?
+                .len();
+            *out.entry((epoch, worker)).or_default() += n as u64;
         }
         Ok(out)
     }
