@@ -80,7 +80,7 @@ pub fn checkpoints(dir: &Path) -> Result<String, String> {
     let _ = writeln!(out, "checkpoints (newest {} per worker):", 64);
     let _ = writeln!(
         out,
-        "  epoch\tworker\ttime_unix_ms\tbytes\tentries\twrite_ms"
+        "  epoch\tworker\ttime_unix_ms\tbytes\tentries\tsync_build_ms"
     );
     for (e, w, r) in store.history().map_err(|e| e.0)? {
         let _ = writeln!(
