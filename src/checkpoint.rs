@@ -297,10 +297,7 @@ fn read_pos<T: serde::de::DeserializeOwned>(
     };
     let id = u32::try_from(id).unwrap_or(u32::MAX);
     let key = lockstep_state::store::base_key(id, 0, &part_key(part));
-    match p.store.get(&key).map_err(store_err)? {
-        Some(v) => decode_value(&v).map(Some).map_err(store_err),
-        None => Ok(None),
-    }
+    p.store.get_value(&key).map_err(store_err)
 }
 
 /// The CRC-32 of the first `len` bytes of `path`.
@@ -401,12 +398,6 @@ fn roll_back(
     Ok(())
 }
 
-/// The committed position of sink `sink`'s partition `part` and the bytes it
-/// starts from when nothing was committed.
-pub fn sink_start(p: &Prepared, sink: &str, part: u32) -> Result<Option<SinkPos>, String> {
-    read_pos(p, &sink_table(sink), part)
-}
-
 /// Appends at the end of a file, keeping its length, CRC and record count.
 pub struct Tracked {
     file: std::io::BufWriter<std::fs::File>,
@@ -462,12 +453,4 @@ impl Write for Tracked {
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
     }
-}
-
-/// Reads a source partition's checkpoint.
-///
-/// # Errors
-/// Read errors, or a record that does not decode.
-pub fn source_start(p: &Prepared, source: &str, part: u32) -> Result<Option<PartitionPos>, String> {
-    read_pos(p, &source_table(source), part)
 }

@@ -28,7 +28,7 @@ use lockstep_state::{key_hash, KeyGroups};
 use crate::checkpoint::{part_key, SinkPos, Tracked};
 use crate::graph::{SinkDef, SinkKind};
 use crate::runtime::Shared;
-use lockstep_state::{decode_value, encode_value, Checkpointer};
+use lockstep_state::{encode_value, Checkpointer};
 use std::rc::Rc;
 
 /// One worker's sorted, encoded share of one epoch for one output file.
@@ -458,7 +458,6 @@ fn committed(
     for part in mine {
         let pos = ck
             .read(table, 0, &part_key(part))
-            .and_then(|v| v.map(|v| decode_value(&v)).transpose())
             .map_err(|e| format!("cannot read its checkpoint: {e}"))?
             .unwrap_or(SinkPos {
                 len: header.len() as u64,

@@ -32,7 +32,7 @@ use crate::checkpoint::{part_key, PartitionPos};
 use crate::graph::spec::NexmarkEvents;
 use crate::graph::{Graph, SourceKind};
 use crate::runtime::{Shared, SourceMetrics};
-use lockstep_state::{decode_value, encode_value, Checkpointer};
+use lockstep_state::{encode_value, Checkpointer};
 use reader::{FilePart, GeneratorReader, Item, NexmarkReader, PartitionReader, TextReader};
 
 /// How many epochs a source may run ahead of the sinks' frontier while the
@@ -285,10 +285,7 @@ pub fn build<'s>(
             for p in (0..partitions).filter(|p| *p as usize % peers == me) {
                 // Where the last complete checkpoint left the partition.
                 let start: Option<PartitionPos> = match (&ck, table) {
-                    (Some(ck), Some(t)) => match ck
-                        .read(t, 0, &part_key(p))
-                        .and_then(|v| v.map(|v| decode_value(&v)).transpose())
-                    {
+                    (Some(ck), Some(t)) => match ck.read(t, 0, &part_key(p)) {
                         Ok(s) => s,
                         Err(e) => {
                             open_error = Some(format!(

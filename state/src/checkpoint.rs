@@ -57,9 +57,8 @@ const FOLD_BYTES: usize = 8 << 20;
 /// # Errors
 /// A value bincode cannot encode (none of lockstep's).
 pub fn encode_value<V: Serialize>(v: &V) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![VALUE_FORMAT];
-    bincode::serialize_into(&mut out, v)
-        .map_err(|e| StoreError(format!("cannot encode a state value: {e}")))?;
+    let mut out = Vec::new();
+    encode_value_into(&mut out, v)?;
     Ok(out)
 }
 
@@ -292,15 +291,20 @@ impl Checkpointer {
         changes.push(table, group, key, value)
     }
 
-    /// The value of `(table, group, key)` at the resume point.
+    /// The value of `(table, group, key)` at the resume point, decoded.
     ///
     /// # Errors
-    /// Read errors.
-    pub fn read(&self, table: u32, group: u32, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    /// Read errors, or a value that does not decode.
+    pub fn read<T: DeserializeOwned>(
+        &self,
+        table: u32,
+        group: u32,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
         if self.resume.is_none() {
             return Ok(None);
         }
-        self.store.get(&base_key(table, group, key))
+        self.store.get_value(&base_key(table, group, key))
     }
 
     /// Registers a file whose bytes a checkpoint commits, under `name`.

@@ -203,16 +203,7 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
     /// Sets `key` to `value`.
     pub fn put(&mut self, group: u32, key: K, value: V) {
         self.mark(group, &key);
-        if self
-            .groups
-            .entry(group)
-            .or_default()
-            .insert(key, value)
-            .is_none()
-        {
-            self.len += 1;
-            self.counted(1);
-        }
+        self.load(group, key, value);
     }
 
     /// Removes `key`; returns its old value.
@@ -291,16 +282,15 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
     /// The net change of every key written since the last call, in key-group
     /// and key order, and forgets them.
     pub fn take_changes(&mut self) -> Vec<(u32, K, Change<V>)> {
-        self.take_dirty()
-            .into_iter()
-            .map(|(g, k)| {
-                let change = match self.get(g, &k) {
-                    Some(v) => Change::Put(v.clone()),
-                    None => Change::Delete,
-                };
-                (g, k, change)
-            })
-            .collect()
+        let mut out = Vec::new();
+        self.drain_changes(|g, k, v| {
+            out.push((
+                g,
+                k.clone(),
+                v.map_or(Change::Delete, |v| Change::Put(v.clone())),
+            ));
+        });
+        out
     }
 }
 

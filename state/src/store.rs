@@ -750,6 +750,17 @@ impl Store {
         self.write(b, "cannot fold the final checkpoint")
     }
 
+    /// The value of one `state` key, decoded ([`crate::decode_value`]).
+    ///
+    /// # Errors
+    /// Read errors, or a value that does not decode.
+    pub fn get_value<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        self.get(key)?.map(|v| crate::decode_value(&v)).transpose()
+    }
+
     /// The value of one `state` key.
     ///
     /// # Errors
