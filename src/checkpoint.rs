@@ -93,13 +93,26 @@ pub fn tables(graph: &Graph) -> Vec<String> {
     t
 }
 
-/// The manifest a run of `graph` on `workers` workers writes.
-pub fn manifest(graph: &Graph, workers: u32) -> Manifest {
+/// How a run spreads over processes and workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    /// Workers over all processes.
+    pub workers: u32,
+    /// Processes.
+    pub processes: u32,
+    /// This process.
+    pub process: u32,
+}
+
+/// The manifest a run of `graph` with `layout` writes.
+pub fn manifest(graph: &Graph, layout: Layout) -> Manifest {
     Manifest {
         store_format: STORE_FORMAT,
         output_format: OUTPUT_FORMAT,
         key_groups: DEFAULT_KEY_GROUPS,
-        workers,
+        workers: layout.workers,
+        processes: layout.processes,
+        process: layout.process,
         job: graph.name.clone(),
         shape: graph.shape.clone(),
         tables: tables(graph),
@@ -114,12 +127,26 @@ pub struct Prepared {
     pub store: Arc<Store>,
     /// The epoch the job resumes after (`None`: from the beginning).
     pub resume: Option<u64>,
+    /// Whether the store held a run of this job before this one (a sink
+    /// may then find its own records of that run in its output).
+    pub existed: bool,
     /// The tables, by id.
     pub tables: Arc<Vec<String>>,
     /// The key group count.
     pub key_groups: u32,
     /// The manifest this run wrote (and writes again when it finishes).
     pub manifest: Manifest,
+}
+
+/// A job's store, opened and checked against the graph, not yet settled:
+/// in a cluster the processes first agree where to resume.
+#[derive(Debug)]
+pub struct Opened {
+    store: Arc<Store>,
+    now: Manifest,
+    existed: bool,
+    /// The last complete checkpoint of this process's workers.
+    pub candidate: Option<u64>,
 }
 
 fn store_err(e: StoreError) -> String {
@@ -156,16 +183,17 @@ pub fn check_checkpointable(graph: &Graph) -> Result<(), String> {
     }
 }
 
-/// Opens the store in `dir` for a run of `graph` on `workers` workers:
-/// creates it on the first run; on a restart checks that it belongs to this
-/// graph and settles it at its last complete checkpoint. With `fresh`, an
+/// Opens the store in `dir` for a run of `graph` with `layout`: creates it
+/// on the first run; on a restart checks that it belongs to this graph and
+/// finds this process's last complete checkpoint. With `fresh`, an
 /// existing store is deleted first.
 ///
 /// # Errors
 /// Every fault with a message that says what to do: a directory that cannot
 /// be created or holds something else, a store in use, damaged or from a
-/// newer version, or one made by a different graph (naming what changed).
-pub fn prepare(graph: &Graph, dir: &Path, workers: u32, fresh: bool) -> Result<Prepared, String> {
+/// newer version, or one made by a different graph (naming what changed),
+/// by another process of a cluster, or by a cluster of another shape.
+pub fn open(graph: &Graph, dir: &Path, layout: Layout, fresh: bool) -> Result<Opened, String> {
     check_checkpointable(graph)?;
     if fresh && dir.exists() {
         if dir.join("CURRENT").exists() {
@@ -185,8 +213,8 @@ pub fn prepare(graph: &Graph, dir: &Path, workers: u32, fresh: bool) -> Result<P
             .map_err(|e| format!("state {}: cannot delete it for --fresh: {e}", dir.display()))?;
     }
     let store = Store::open(dir, OpenMode::Create).map_err(store_err)?;
-    let mut now = manifest(graph, workers);
-    let old_workers = match store.manifest().map_err(store_err)? {
+    let mut now = manifest(graph, layout);
+    let (candidate, existed) = match store.manifest().map_err(store_err)? {
         Some(old) => {
             let mut diffs = old.differences(&now);
             // Table ids are positions in the stored list: keep its order (a
@@ -207,14 +235,52 @@ pub fn prepare(graph: &Graph, dir: &Path, workers: u32, fresh: bool) -> Result<P
                     diffs.join("\n  ")
                 ));
             }
-            old.workers
+            let cluster = old.processes > 1 || layout.processes > 1;
+            if cluster && old.process != layout.process {
+                return Err(format!(
+                    "state {}: it holds the state of process {} of a cluster, not of process {}; give each process its own --state directory, the same one every run",
+                    dir.display(),
+                    old.process,
+                    layout.process
+                ));
+            }
+            if cluster && (old.workers, old.processes) != (layout.workers, layout.processes) {
+                return Err(format!(
+                    "state {}: the job ran as {} processes with {} workers each; a cluster job resumes only with the same --processes and --workers (moving state between processes is not supported yet), or add --fresh to start over",
+                    dir.display(),
+                    old.processes,
+                    old.workers / old.processes.max(1)
+                ));
+            }
+            (store.complete(old.own_workers()).map_err(store_err)?, true)
         }
-        None => workers,
+        None => (None, false),
     };
-    let resume = store.settle(old_workers, &now).map_err(store_err)?;
-    Ok(Prepared {
+    Ok(Opened {
         store: Arc::new(store),
+        now,
+        existed,
+        candidate,
+    })
+}
+
+/// Settles an opened store at `resume`, the checkpoint every process of
+/// the job completed (`None`: start from the beginning).
+///
+/// # Errors
+/// The store cannot be read or written.
+pub fn settle(opened: Opened, resume: Option<u64>) -> Result<Prepared, String> {
+    let Opened {
+        store,
+        now,
+        existed,
+        ..
+    } = opened;
+    let resume = store.settle(resume, &now).map_err(store_err)?;
+    Ok(Prepared {
+        store,
         resume,
+        existed,
         tables: Arc::new(now.tables.clone()),
         key_groups: now.key_groups,
         manifest: now,
@@ -321,14 +387,21 @@ fn crc_prefix(path: &Path, len: u64) -> std::io::Result<u32> {
 /// # Errors
 /// A file shorter than its committed length or whose committed bytes
 /// changed, or one that cannot be written.
-pub fn roll_back_sinks(graph: &Graph, p: &Prepared) -> Result<(), String> {
-    for s in &graph.sinks {
+pub fn roll_back_sinks(
+    graph: &Graph,
+    p: &Prepared,
+    mine: &dyn Fn(usize, u32) -> bool,
+) -> Result<(), String> {
+    for (k, s) in graph.sinks.iter().enumerate() {
         let SinkKind::File { paths, format, .. } = &s.kind else {
             continue;
         };
         let header = Encoder::new(&s.schema, *format).header().to_string();
         for (i, path) in paths.iter().enumerate() {
             let part = u32::try_from(i).unwrap_or(u32::MAX);
+            if !mine(k, part) {
+                continue;
+            }
             let pos: Option<SinkPos> = read_pos(p, &sink_table(&s.name), part)?;
             roll_back(&s.name, path, pos, header.as_bytes())?;
         }

@@ -29,7 +29,7 @@ fn open(dir: &Path) -> Result<(Store, Manifest, Option<u64>), String> {
             dir.display()
         )
     })?;
-    let at = store.complete(manifest.workers).map_err(|e| e.0)?;
+    let at = store.complete(manifest.own_workers()).map_err(|e| e.0)?;
     Ok((store, manifest, at))
 }
 

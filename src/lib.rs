@@ -20,6 +20,7 @@
 
 pub mod builder;
 pub mod checkpoint;
+pub mod cluster;
 pub mod graph;
 pub mod inspect;
 pub mod latency;

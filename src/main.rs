@@ -40,15 +40,19 @@ enum Command {
         /// job over (needed when the graph changed).
         #[arg(long, requires = "state")]
         fresh: bool,
-        /// Processes in a cluster (not available yet).
-        #[arg(long)]
+        /// Run as one of this many processes (a timely cluster); start each
+        /// with the same graph, --workers and --hosts.
+        #[arg(long, requires_all = ["process_id", "hosts"])]
         processes: Option<usize>,
-        /// This process's index in the cluster (not available yet).
-        #[arg(long)]
+        /// This process's index in the cluster, 0 to --processes - 1.
+        #[arg(long, requires = "processes")]
         process_id: Option<usize>,
-        /// The cluster's hosts file (not available yet).
-        #[arg(long)]
+        /// The cluster's hosts file: one host:port per process, in order.
+        #[arg(long, requires = "processes")]
         hosts: Option<PathBuf>,
+        /// Seconds to wait for every process of the cluster to connect.
+        #[arg(long, default_value_t = 30.0, requires = "processes")]
+        connect_timeout: f64,
         /// Print no summary on stderr.
         #[arg(long, short = 'q')]
         quiet: bool,
@@ -158,12 +162,25 @@ fn main() -> ExitCode {
             processes,
             process_id,
             hosts,
+            connect_timeout,
             quiet,
         } => {
-            if processes.is_some() || process_id.is_some() || hosts.is_some() {
-                eprintln!("lockstep: cluster mode (--processes, --process-id, --hosts) is not available in this version yet; use --workers");
-                return ExitCode::from(2);
-            }
+            let cluster = match (processes, process_id, hosts) {
+                (Some(n), Some(i), Some(h)) => {
+                    match lockstep::cluster::ClusterOptions::from_hosts_file(n, i, &h) {
+                        Ok(mut c) => {
+                            c.connect_timeout =
+                                std::time::Duration::from_secs_f64(connect_timeout.max(0.1));
+                            Some(c)
+                        }
+                        Err(e) => {
+                            eprintln!("lockstep: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+                _ => None,
+            };
             if workers == 0 {
                 eprintln!("lockstep: --workers must be at least 1");
                 return ExitCode::from(2);
@@ -177,6 +194,7 @@ fn main() -> ExitCode {
                 workers,
                 state,
                 fresh,
+                cluster,
             };
             match lockstep::run(Arc::new(g), &opts) {
                 Ok(summary) => {

@@ -43,6 +43,9 @@ pub struct RunOptions {
     pub state: Option<std::path::PathBuf>,
     /// Delete the state directory's contents first and start over (`--fresh`).
     pub fresh: bool,
+    /// Run as one process of a cluster (`--processes`, `--process-id`,
+    /// `--hosts`); `workers` is then per process.
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 impl Default for RunOptions {
@@ -51,6 +54,7 @@ impl Default for RunOptions {
             workers: 1,
             state: None,
             fresh: false,
+            cluster: None,
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct SourceMetrics {
 pub struct Shared {
     /// Each source's file partitions (empty for other sources).
     pub file_parts: Vec<Vec<FilePart>>,
+    /// Each source's partition count.
+    partitions: Vec<u32>,
     abort: AtomicBool,
     halted: AtomicBool,
     failure: Mutex<Option<String>>,
@@ -111,6 +117,58 @@ pub struct Shared {
 pub const HELD_ITEM_BYTES: i64 = 128;
 
 impl Shared {
+    /// The shared state of a run of `graph` whose sources have `partitions`
+    /// partitions each.
+    fn new(
+        graph: &Graph,
+        file_parts: Vec<Vec<FilePart>>,
+        partitions: Vec<u32>,
+        started: Instant,
+    ) -> Shared {
+        for n in &graph.nodes {
+            for g in n.node.state_gauges().into_iter().chain(n.node.held_gauge()) {
+                g.reset();
+            }
+        }
+        Shared {
+            file_parts,
+            abort: AtomicBool::new(false),
+            halted: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            sources: graph
+                .sources
+                .iter()
+                .map(|_| SourceMetrics::default())
+                .collect(),
+            sinks: graph.sinks.iter().map(|_| AtomicU64::new(0)).collect(),
+            unconsumed: Mutex::new(BTreeMap::new()),
+            node_errors: graph.nodes.iter().map(|_| AtomicU64::new(0)).collect(),
+            clock: EpochClock::new(
+                partitions
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, n)| (0..*n).map(move |p| (i, p))),
+            ),
+            partitions,
+            stashed: std::sync::atomic::AtomicI64::new(0),
+            held: graph
+                .nodes
+                .iter()
+                .filter_map(|n| n.node.held_gauge())
+                .collect(),
+            checkpoints: Mutex::new(CheckpointStats::default()),
+            leftovers: Mutex::new(Vec::new()),
+            started,
+            first_output: std::sync::OnceLock::new(),
+            built: Mutex::new(Duration::ZERO),
+        }
+    }
+
+    /// The partition count of source `i` (for a Kafka source, its topic's).
+    pub fn partitions(&self, i: usize) -> u32 {
+        self.partitions[i]
+    }
+
     /// Records a failure and stops the job: sources stop reading and sinks
     /// stop writing (what the operators would emit while the dataflow
     /// drains is not the job's output). The first failure is kept.
@@ -318,10 +376,15 @@ fn err(message: impl Into<String>) -> RunError {
     }
 }
 
-/// Checks inputs and prepares outputs before any worker starts: input files
-/// must open; output files are created (truncated) with their CSV header,
+/// Checks inputs and prepares outputs before the workers build the
+/// dataflow: input files must open; the output files this process writes
+/// (`mine(sink, partition)`) are created (truncated) with their CSV header,
 /// unless `outputs` is false (a checkpointed job rolls them back instead).
-fn prepare(graph: &Graph, outputs: bool) -> Result<Vec<Vec<FilePart>>, RunError> {
+fn prepare(
+    graph: &Graph,
+    outputs: bool,
+    mine: &dyn Fn(usize, u32) -> bool,
+) -> Result<Vec<Vec<FilePart>>, RunError> {
     let mut parts = Vec::new();
     for s in &graph.sources {
         parts.push(match &s.kind {
@@ -334,11 +397,14 @@ fn prepare(graph: &Graph, outputs: bool) -> Result<Vec<Vec<FilePart>>, RunError>
     if !outputs {
         return Ok(parts);
     }
-    for s in &graph.sinks {
+    for (i, s) in graph.sinks.iter().enumerate() {
         match &s.kind {
             SinkKind::File { paths, format, .. } => {
                 let header = Encoder::new(&s.schema, *format);
-                for p in paths {
+                for (k, p) in paths.iter().enumerate() {
+                    if !mine(i, u32::try_from(k).unwrap_or(u32::MAX)) {
+                        continue;
+                    }
                     let mut f = std::fs::File::create(p).map_err(|e| {
                         err(format!("sink \"{}\": cannot create {}: {e}; check that its directory exists and is writable", s.name, p.display()))
                     })?;
@@ -354,7 +420,7 @@ fn prepare(graph: &Graph, outputs: bool) -> Result<Vec<Vec<FilePart>>, RunError>
             SinkKind::Stdout {
                 format: Format::Csv,
                 ..
-            } => {
+            } if mine(i, 0) => {
                 let mut out = std::io::stdout().lock();
                 let _ = out.write_all(Encoder::new(&s.schema, Format::Csv).header().as_bytes());
                 let _ = out.flush();
@@ -375,134 +441,143 @@ struct CheckpointSetup {
     every: u64,
 }
 
+/// What a process set up after the start-up agreement, for its workers.
+struct ProcessRun {
+    shared: Arc<Shared>,
+    setup: Option<CheckpointSetup>,
+    prepared: Option<checkpoint::Prepared>,
+    /// The state already held the final checkpoint: nothing to run.
+    finished: bool,
+}
+
+/// The result of a process's set-up, published by its first worker.
+type SetupSlot = Arc<(
+    Mutex<Option<Result<Arc<ProcessRun>, String>>>,
+    std::sync::Condvar,
+)>;
+
 /// Runs a validated graph to the end of its input.
+///
+/// Every run starts with the start-up agreement of [`crate::cluster`]
+/// ("dataflow 0"; trivial in one process), then settles the state at the
+/// agreed checkpoint, prepares sources and sinks, and builds the job's
+/// dataflow on every worker.
 ///
 /// # Errors
 /// When an input cannot be read, an output cannot be written, or a record
 /// fails under `"on_error": "fail"`; with `--state`, when the state cannot
-/// be used or a checkpoint cannot be written. The message names where and
-/// why.
+/// be used or a checkpoint cannot be written; in a cluster, when the
+/// processes do not run the same job. The message names where and why.
 pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let workers = opts.workers.max(1);
-    let nworkers = u32::try_from(workers).map_err(|_| err("--workers is too large"))?;
-    let prepared = match &opts.state {
-        Some(dir) => Some(checkpoint::prepare(&graph, dir, nworkers, opts.fresh).map_err(err)?),
+    let (processes, process) = opts
+        .cluster
+        .as_ref()
+        .map_or((1, 0), |c| (c.processes, c.process));
+    let total = workers
+        .checked_mul(processes)
+        .and_then(|t| u32::try_from(t).ok())
+        .ok_or_else(|| err("--workers × --processes is too large"))?;
+    let layout = checkpoint::Layout {
+        workers: total,
+        processes: u32::try_from(processes).unwrap_or(u32::MAX),
+        process: u32::try_from(process).unwrap_or(u32::MAX),
+    };
+    let opened = match &opts.state {
+        Some(dir) => Some(checkpoint::open(&graph, dir, layout, opts.fresh).map_err(err)?),
         None => None,
     };
-    if prepared
+    let hello = crate::cluster::Hello {
+        process: layout.process,
+        processes: layout.processes,
+        workers: u32::try_from(workers).unwrap_or(u32::MAX),
+        fingerprint: crate::cluster::fingerprint(&graph),
+        stateful: opened.is_some(),
+        candidate: opened.as_ref().and_then(|o| o.candidate),
+        decisions: Vec::new(),
+    };
+    let config = match &opts.cluster {
+        Some(c) => {
+            c.check_port().map_err(err)?;
+            c.timely_config(workers)
+        }
+        None if workers == 1 => timely::Config::thread(),
+        None => timely::Config::process(workers),
+    };
+    let slot: SetupSlot = Arc::new((Mutex::new(None), std::sync::Condvar::new()));
+    let opened = Arc::new(Mutex::new(opened));
+    let (g, sl) = (Arc::clone(&graph), Arc::clone(&slot));
+    let redirect = opts
+        .cluster
         .as_ref()
-        .is_some_and(|p| p.resume == Some(FINISHED))
-    {
+        .map(|_| crate::cluster::StdoutToStderr::start());
+    let watchdog = opts.cluster.as_ref().map(crate::cluster::Watchdog::start);
+    let executed = timely::execute(config, move |worker| {
+        let local = worker.index() % workers;
+        let all = crate::cluster::exchange(worker, (local == 0).then(|| hello.clone()));
+        if local == 0 {
+            let result = crate::cluster::agree(&all, &hello).and_then(|a| {
+                let opened = opened.lock().ok().and_then(|mut o| o.take());
+                set_up(&g, opened, a, started, (workers, total, process)).map(Arc::new)
+            });
+            if let Ok(mut s) = sl.0.lock() {
+                *s = Some(result);
+            }
+            sl.1.notify_all();
+        }
+        let run = {
+            let Ok(mut s) = sl.0.lock() else { return };
+            while s.is_none() {
+                match sl.1.wait(s) {
+                    Ok(g) => s = g,
+                    Err(_) => return,
+                }
+            }
+            match s.as_ref() {
+                Some(Ok(r)) => Arc::clone(r),
+                _ => return,
+            }
+        };
+        if !run.finished {
+            run_worker(worker, &g, &run);
+        }
+    });
+    if let Some(w) = &watchdog {
+        w.connected();
+    }
+    drop(redirect);
+    let guards = executed.map_err(|e| {
+        err(match &opts.cluster {
+            Some(_) => format!("cannot start the cluster: {e}"),
+            None => format!("cannot start {workers} workers: {e}"),
+        })
+    })?;
+    for r in guards.join() {
+        r.map_err(|e| err(format!("a worker stopped unexpectedly: {e}")))?;
+    }
+    let run = match slot.0.lock().ok().and_then(|mut s| s.take()) {
+        Some(Ok(run)) => run,
+        Some(Err(e)) => return Err(err(e)),
+        None => return Err(err("the workers stopped before the job was set up")),
+    };
+    if run.finished {
         return Ok(RunSummary {
             already_finished: true,
             resumed: Some(FINISHED),
             ..RunSummary::default()
         });
     }
-    let mut file_parts = prepare(&graph, prepared.is_none())?;
-    if let Some(p) = &prepared {
-        checkpoint::log_splits(&graph, p, &mut file_parts).map_err(err)?;
-        checkpoint::roll_back_sinks(&graph, p).map_err(err)?;
-    }
-    let setup = prepared.as_ref().map(|p| CheckpointSetup {
-        store: Arc::clone(&p.store),
-        resume: p.resume,
-        tables: Arc::clone(&p.tables),
-        key_groups: p.key_groups,
-        every: checkpoint::every(&graph),
-    });
-    let shared = Arc::new(Shared {
-        file_parts,
-        abort: AtomicBool::new(false),
-        halted: AtomicBool::new(false),
-        failure: Mutex::new(None),
-        sources: graph
-            .sources
-            .iter()
-            .map(|_| SourceMetrics::default())
-            .collect(),
-        sinks: graph.sinks.iter().map(|_| AtomicU64::new(0)).collect(),
-        unconsumed: Mutex::new(BTreeMap::new()),
-        node_errors: graph.nodes.iter().map(|_| AtomicU64::new(0)).collect(),
-        clock: EpochClock::new(
-            graph
-                .sources
-                .iter()
-                .enumerate()
-                .flat_map(|(i, s)| (0..s.kind.partitions()).map(move |p| (i, p))),
-        ),
-        stashed: std::sync::atomic::AtomicI64::new(0),
-        held: graph
-            .nodes
-            .iter()
-            .filter_map(|n| n.node.held_gauge())
-            .collect(),
-        checkpoints: Mutex::new(CheckpointStats::default()),
-        leftovers: Mutex::new(Vec::new()),
-        started,
-        first_output: std::sync::OnceLock::new(),
-        built: Mutex::new(Duration::ZERO),
-    });
-    for n in &graph.nodes {
-        for g in n.node.state_gauges().into_iter().chain(n.node.held_gauge()) {
-            g.reset();
-        }
-    }
-    let config = if workers == 1 {
-        timely::Config::thread()
-    } else {
-        timely::Config::process(workers)
-    };
-    let (g, s) = (Arc::clone(&graph), Arc::clone(&shared));
-    let guards = timely::execute(config, move |worker| {
-        let ck = setup.as_ref().map(|c| {
-            Rc::new(Checkpointer::new(
-                Arc::clone(&c.store),
-                u32::try_from(worker.index()).unwrap_or(u32::MAX),
-                u32::try_from(worker.peers()).unwrap_or(u32::MAX),
-                c.every,
-                c.key_groups,
-                Arc::clone(&c.tables),
-                c.resume,
-            ))
-        });
-        let probe = ProbeHandle::new();
-        let markers = worker
-            .dataflow::<u64, _, _>(|scope| build_dataflow(scope, &g, &s, &probe, ck.as_ref()));
-        if let Ok(mut b) = s.built.lock() {
-            *b = (*b).max(s.started.elapsed());
-        }
-        while worker.step_or_park(None) {
-            if let (Some(ck), Some(markers)) = (&ck, &markers) {
-                checkpoint_step(ck, &probe, &s, markers);
-            }
-        }
-        if let Some(ck) = &ck {
-            // The input is exhausted and every operator has finished: the
-            // checkpoints decided last, then the final one.
-            while !s.aborted() {
-                let Some(c) = ck.next_ready(None) else { break };
-                write_checkpoint(ck, c, &s);
-            }
-            if !s.aborted() && ck.finish_due() {
-                write_checkpoint(ck, FINISHED, &s);
-            }
-            if let Ok(mut l) = s.leftovers.lock() {
-                l.push((ck.worker(), ck.take_unfolded()));
-            }
-        }
-    })
-    .map_err(|e| err(format!("cannot start {workers} workers: {e}")))?;
-    for r in guards.join() {
-        r.map_err(|e| err(format!("a worker stopped unexpectedly: {e}")))?;
-    }
+    let shared = &run.shared;
     if let Ok(Some(message)) = shared.failure.lock().map(|f| f.clone()) {
         return Err(err(message));
     }
-    if let Some(p) = &prepared {
+    if let Some(p) = &run.prepared {
         // Fold what the workers have not folded yet: the state then holds
-        // each key once, and nothing is pending.
+        // each key once, and nothing is pending. In a cluster another
+        // process may not have written the final checkpoint (it can crash
+        // after this one finished), so the changes stay pending there until
+        // the next start settles them.
         let mut leftovers = shared
             .leftovers
             .lock()
@@ -510,11 +585,107 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
             .unwrap_or_default();
         leftovers.sort_by_key(|(w, _)| *w);
         let lists: Vec<Vec<Changes>> = leftovers.into_iter().map(|(_, c)| c).collect();
-        p.store.finish(&p.manifest, &lists).map_err(|e| err(e.0))?;
+        if processes == 1 {
+            p.store.finish(&p.manifest, &lists).map_err(|e| err(e.0))?;
+        }
     }
-    let mut summary = summary(&graph, &shared, started.elapsed());
-    summary.resumed = prepared.as_ref().and_then(|p| p.resume);
+    let mut summary = summary(&graph, shared, started.elapsed());
+    summary.resumed = run.prepared.as_ref().and_then(|p| p.resume);
     Ok(summary)
+}
+
+/// The worker that writes partition `part` of sink `sink` (shared with
+/// [`crate::sink`]): fixed by the graph and the total worker count.
+pub fn sink_writer(sink: usize, part: u32, peers: usize) -> usize {
+    (sink + part as usize) % peers.max(1)
+}
+
+/// A process's set-up once the processes agreed: settles the state at the
+/// agreed checkpoint, prepares inputs and outputs (those of this process's
+/// sink writers), and makes the state its workers share.
+fn set_up(
+    graph: &Arc<Graph>,
+    opened: Option<checkpoint::Opened>,
+    agreed: crate::cluster::Agreement,
+    started: Instant,
+    (workers, total, process): (usize, u32, usize),
+) -> Result<ProcessRun, String> {
+    let peers = total as usize;
+    let prepared = match opened {
+        Some(o) => Some(checkpoint::settle(o, agreed.resume)?),
+        None => None,
+    };
+    let finished = prepared
+        .as_ref()
+        .is_some_and(|p| p.resume == Some(FINISHED));
+    let mine = move |sink: usize, part: u32| sink_writer(sink, part, peers) / workers == process;
+    let shared_parts = if finished {
+        Vec::new()
+    } else {
+        let mut file_parts = prepare(graph, prepared.is_none(), &mine).map_err(|e| e.message)?;
+        if let Some(p) = &prepared {
+            checkpoint::log_splits(graph, p, &mut file_parts)?;
+            checkpoint::roll_back_sinks(graph, p, &mine)?;
+        }
+        file_parts
+    };
+    let setup = prepared.as_ref().map(|p| CheckpointSetup {
+        store: Arc::clone(&p.store),
+        resume: p.resume,
+        tables: Arc::clone(&p.tables),
+        key_groups: p.key_groups,
+        every: checkpoint::every(graph),
+    });
+    let partitions: Vec<u32> = graph.sources.iter().map(|s| s.kind.partitions()).collect();
+    let shared = Arc::new(Shared::new(graph, shared_parts, partitions, started));
+    Ok(ProcessRun {
+        shared,
+        setup,
+        prepared,
+        finished,
+    })
+}
+
+/// Builds the job's dataflow on one worker and runs it to the end; with
+/// `--state`, writes the last checkpoints.
+fn run_worker(worker: &mut timely::worker::Worker, graph: &Arc<Graph>, run: &ProcessRun) {
+    let s = &run.shared;
+    let ck = run.setup.as_ref().map(|c| {
+        Rc::new(Checkpointer::new(
+            Arc::clone(&c.store),
+            u32::try_from(worker.index()).unwrap_or(u32::MAX),
+            u32::try_from(worker.peers()).unwrap_or(u32::MAX),
+            c.every,
+            c.key_groups,
+            Arc::clone(&c.tables),
+            c.resume,
+        ))
+    });
+    let probe = ProbeHandle::new();
+    let markers =
+        worker.dataflow::<u64, _, _>(|scope| build_dataflow(scope, graph, s, &probe, ck.as_ref()));
+    if let Ok(mut b) = s.built.lock() {
+        *b = (*b).max(s.started.elapsed());
+    }
+    while worker.step_or_park(None) {
+        if let (Some(ck), Some(markers)) = (&ck, &markers) {
+            checkpoint_step(ck, &probe, s, markers);
+        }
+    }
+    if let Some(ck) = &ck {
+        // The input is exhausted and every operator has finished: the
+        // checkpoints decided last, then the final one.
+        while !s.aborted() {
+            let Some(c) = ck.next_ready(None) else { break };
+            write_checkpoint(ck, c, s);
+        }
+        if !s.aborted() && ck.finish_due() {
+            write_checkpoint(ck, FINISHED, s);
+        }
+        if let Ok(mut l) = s.leftovers.lock() {
+            l.push((ck.worker(), ck.take_unfolded()));
+        }
+    }
 }
 
 /// After each step of a worker: worker 0 decides the checkpoint its

@@ -129,10 +129,7 @@ enum Target {
     Stdout,
 }
 
-/// The worker that writes partition `part` of sink `sink`.
-fn writer_of(sink: usize, part: u32, peers: usize) -> usize {
-    (sink + part as usize) % peers
-}
+use crate::runtime::sink_writer as writer_of;
 
 /// Builds sink `idx`; returns the stream to probe for its progress.
 pub fn build<'s>(

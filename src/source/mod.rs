@@ -269,7 +269,7 @@ pub fn build<'s>(
     let shared = Arc::clone(shared);
     let probe = probe.clone();
     let file_parts = shared.file_parts[idx].clone();
-    let partitions = kind.partitions();
+    let partitions = shared.partitions(idx);
     let ck = ck.cloned();
     let table = ck
         .as_ref()

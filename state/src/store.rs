@@ -92,8 +92,17 @@ pub struct Manifest {
     pub output_format: u32,
     /// The number of key groups (fixed for the life of the state).
     pub key_groups: u32,
-    /// The worker count of the last run (markers are per worker).
+    /// The worker count of the last run, over all its processes (markers
+    /// are per worker).
     pub workers: u32,
+    /// The process count of the last run, and this store's process: its
+    /// workers are `process * workers / processes ..` (one store per
+    /// process; 1 and 0 for a single-process job).
+    #[serde(default = "one")]
+    pub processes: u32,
+    /// See `processes`.
+    #[serde(default)]
+    pub process: u32,
     /// The job's name.
     pub job: String,
     /// A fingerprint per element that shapes state or output:
@@ -106,7 +115,17 @@ pub struct Manifest {
     pub written_by: String,
 }
 
+fn one() -> u32 {
+    1
+}
+
 impl Manifest {
+    /// The workers whose markers this store holds.
+    pub fn own_workers(&self) -> std::ops::Range<u32> {
+        let per = self.workers / self.processes.max(1);
+        self.process * per..(self.process + 1) * per
+    }
+
     /// Every difference that makes `self` (the stored manifest) unusable for
     /// a job described by `now`, one line each; empty when they agree.
     pub fn differences(&self, now: &Manifest) -> Vec<String> {
@@ -576,16 +595,16 @@ impl Store {
     ///
     /// # Errors
     /// Read errors.
-    pub fn complete(&self, workers: u32) -> Result<Option<u64>, StoreError> {
+    pub fn complete(&self, workers: std::ops::Range<u32>) -> Result<Option<u64>, StoreError> {
         let m = self.markers()?;
-        Ok((0..workers)
+        Ok(workers
             .map(|w| m.get(&w).copied())
             .collect::<Option<Vec<u64>>>()
             .and_then(|v| v.into_iter().min()))
     }
 
-    /// Settles the store at the resume epoch of a run with `old_workers`
-    /// workers: folds every pending version at or below it into `state`,
+    /// Settles the store at `resume` (the epoch every worker of the last
+    /// run completed, over all its processes; see [`Store::complete`]): folds every pending version at or below it into `state`,
     /// drops the later ones (output of a run that got ahead is replayed), and
     /// sets the markers of the new run's workers to it, and writes its
     /// manifest. One synced batch: a crash during it leaves the store as it
@@ -595,9 +614,12 @@ impl Store {
     ///
     /// # Errors
     /// Read and write errors.
-    pub fn settle(&self, old_workers: u32, manifest: &Manifest) -> Result<Option<u64>, StoreError> {
-        let new_workers = manifest.workers;
-        let resume = self.complete(old_workers)?;
+    pub fn settle(
+        &self,
+        resume: Option<u64>,
+        manifest: &Manifest,
+    ) -> Result<Option<u64>, StoreError> {
+        let new_workers = manifest.own_workers();
         let (meta, state, pending) = (self.cf(CF_META)?, self.cf(CF_STATE)?, self.cf(CF_PENDING)?);
         let mut b = WriteBatch::default();
         for item in self.db.iterator_cf(pending, IteratorMode::Start) {
@@ -635,14 +657,18 @@ impl Store {
         }
         for (w, mut epochs) in per_worker {
             epochs.sort_unstable();
-            let keep = if w < new_workers { HISTORY_KEPT } else { 0 };
+            let keep = if new_workers.contains(&w) {
+                HISTORY_KEPT
+            } else {
+                0
+            };
             let drop = epochs.len().saturating_sub(keep);
             for e in &epochs[..drop] {
                 b.delete_cf(meta, history_key(*e, w));
             }
         }
         if let Some(r) = resume {
-            for w in 0..new_workers {
+            for w in new_workers {
                 b.put_cf(meta, marker_key(w), r.to_be_bytes());
             }
         }

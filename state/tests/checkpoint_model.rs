@@ -23,6 +23,8 @@ fn manifest(workers: u32) -> Manifest {
         output_format: 1,
         key_groups: GROUPS,
         workers,
+        processes: 1,
+        process: 0,
         job: "model".into(),
         shape: vec![],
         tables: vec!["node/n/t".into()],
@@ -192,13 +194,13 @@ proptest! {
         let db = dir.path().join("state");
         {
             let store = Store::open(&db, OpenMode::Create).expect("open");
-            store.settle(workers as u32, &manifest(workers as u32)).expect("settle");
+            store.settle(store.complete(0..workers as u32).expect("markers"), &manifest(workers as u32)).expect("settle");
         }
         let snaps = run(&db, workers, &epochs, None, &Model::new(), 0, fold);
         // The crash: every worker's staged, unwritten changes are lost.
         let store = Store::open(&db, OpenMode::Create).expect("reopen");
-        let complete = store.complete(workers as u32).expect("markers");
-        let resume = store.settle(workers as u32, &manifest(new_workers as u32)).expect("settle");
+        let complete = store.complete(0..workers as u32).expect("markers");
+        let resume = store.settle(complete, &manifest(new_workers as u32)).expect("settle");
         prop_assert_eq!(resume, complete);
         prop_assert!(store.pending_counts().expect("pending").is_empty());
         let expected = resume.map_or_else(Model::new, |r| snaps[r as usize].clone());
@@ -212,7 +214,8 @@ proptest! {
             let first = resume.map_or(0, |r| r + 1);
             let snaps2 = run(&db, new_workers, &epochs, resume, &expected, first, fold);
             let store = Store::open(&db, OpenMode::Create).expect("reopen");
-            let resume2 = store.settle(new_workers as u32, &manifest(1)).expect("settle");
+            let complete2 = store.complete(0..new_workers as u32).expect("markers");
+            let resume2 = store.settle(complete2, &manifest(1)).expect("settle");
             let expected2 = match resume2 {
                 None => Model::new(),
                 Some(r) if r < first => expected.clone(),
