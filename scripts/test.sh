@@ -5,4 +5,8 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
+# The Kafka tests run against a real broker on loopback, stopped afterwards.
+source scripts/broker.sh
+trap broker_stop EXIT
+broker_start
 cargo test --release --workspace

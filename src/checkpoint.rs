@@ -86,7 +86,7 @@ pub fn tables(graph: &Graph) -> Vec<String> {
         }
     }
     for s in &graph.sinks {
-        if matches!(s.kind, SinkKind::File { .. }) {
+        if matches!(s.kind, SinkKind::File { .. } | SinkKind::Kafka { .. }) {
             t.push(sink_table(&s.name));
         }
     }
@@ -264,6 +264,52 @@ pub fn open(graph: &Graph, dir: &Path, layout: Layout, fresh: bool) -> Result<Op
     })
 }
 
+/// The table id of `name` in a manifest's table list.
+fn table_id(tables: &[String], name: &str) -> Option<u32> {
+    tables
+        .iter()
+        .position(|t| t == name)
+        .and_then(|i| u32::try_from(i).ok())
+}
+
+/// The start-up decision of `table` (a source or sink table) logged by an
+/// earlier run: the key of the decision log is (table, [`STARTUP`], 0).
+pub const STARTUP: u32 = u32::MAX;
+
+impl Opened {
+    /// The start-up decision an earlier run logged for `table`, if any.
+    ///
+    /// # Errors
+    /// The log cannot be read.
+    pub fn logged(&self, table: &str) -> Result<Option<Vec<u8>>, String> {
+        let Some(id) = table_id(&self.now.tables, table) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .decisions(id, STARTUP)
+            .map_err(store_err)?
+            .into_iter()
+            .next()
+            .map(|(_, v)| v))
+    }
+}
+
+impl Prepared {
+    /// Logs (synced) the start-up decision of `table`, replacing any.
+    ///
+    /// # Errors
+    /// The log cannot be written.
+    pub fn log_startup(&self, table: &str, bytes: &[u8]) -> Result<(), String> {
+        let Some(id) = table_id(&self.tables, table) else {
+            return Ok(());
+        };
+        self.store
+            .log_decision(id, STARTUP, 0, bytes)
+            .map_err(store_err)
+    }
+}
+
 /// Settles an opened store at `resume`, the checkpoint every process of
 /// the job completed (`None`: start from the beginning).
 ///
@@ -350,7 +396,10 @@ fn is_rocksdb_leftover(dir: &Path) -> bool {
 }
 
 /// The committed position of partition `part` of table `table`, if any.
-fn read_pos<T: serde::de::DeserializeOwned>(
+///
+/// # Errors
+/// The store cannot be read.
+pub fn read_pos<T: serde::de::DeserializeOwned>(
     p: &Prepared,
     table: &str,
     part: u32,

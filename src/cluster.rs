@@ -216,6 +216,47 @@ impl Watchdog {
     }
 }
 
+/// The first panic's message in this process (see [`quiet_panics`]).
+static PANIC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Replaces the panic hook: the first panic's message is kept for the
+/// run's error instead of printed with a backtrace. In a cluster, timely
+/// panics in every thread when a peer goes away.
+pub fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let text = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string());
+        let at = info
+            .location()
+            .map(|l| format!(" (at {}:{})", l.file(), l.line()))
+            .unwrap_or_default();
+        let _ = PANIC.set(format!("{text}{at}"));
+    }));
+}
+
+/// The first panic's message, if [`quiet_panics`] caught one.
+pub fn panic_message() -> String {
+    PANIC
+        .get()
+        .cloned()
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The error of a cluster run that broke down (`cause`: what this process
+/// saw).
+pub fn broken(options: &ClusterOptions, cause: &str) -> crate::runtime::RunError {
+    crate::runtime::RunError {
+        message: format!(
+            "process {} lost the cluster: {cause}\n  A peer process stopped or was killed (timely stops every process then), or the processes were started with different --workers (every process must use the same). Restart every process with the same command line; with --state they resume from the last complete checkpoint.",
+            options.process
+        ),
+    }
+}
+
 /// What one process tells every worker at start-up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {

@@ -23,10 +23,12 @@ pub mod checkpoint;
 pub mod cluster;
 pub mod graph;
 pub mod inspect;
+pub mod kafka;
 pub mod latency;
 pub mod render;
 pub mod runtime;
 pub mod sink;
+pub mod sink_kafka;
 pub mod source;
 
 pub use builder::GraphBuilder;

@@ -23,6 +23,7 @@ fn source_label(kind: &SourceKind) -> &'static str {
         SourceKind::Stdin { .. } => "stdin",
         SourceKind::Generator(_) => "generator",
         SourceKind::Nexmark(_) => "nexmark",
+        SourceKind::Kafka(_) => "kafka",
     }
 }
 
@@ -31,6 +32,7 @@ fn sink_label(kind: &SinkKind) -> &'static str {
         SinkKind::File { .. } => "file",
         SinkKind::Stdout { .. } => "stdout",
         SinkKind::Null => "null",
+        SinkKind::Kafka { .. } => "kafka",
     }
 }
 

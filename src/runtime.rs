@@ -85,6 +85,17 @@ pub struct Shared {
     pub file_parts: Vec<Vec<FilePart>>,
     /// Each source's partition count.
     partitions: Vec<u32>,
+    /// Each Kafka source's plan.
+    kafka: Vec<Option<Arc<crate::kafka::Plan>>>,
+    /// Each Kafka sink's partition count (0 for other sinks).
+    sink_partitions: Vec<u32>,
+    /// Whether the state held an earlier run of this job (a Kafka sink may
+    /// then find that run's records in its topic, and skips them).
+    pub resuming: bool,
+    /// The job's name (Kafka sinks' writer id).
+    pub job: String,
+    /// Kafka sink partitions' start-up states, by (sink, partition).
+    sink_states: Mutex<BTreeMap<(usize, u32), crate::sink_kafka::PartState>>,
     abort: AtomicBool,
     halted: AtomicBool,
     failure: Mutex<Option<String>>,
@@ -150,6 +161,11 @@ impl Shared {
                     .flat_map(|(i, n)| (0..*n).map(move |p| (i, p))),
             ),
             partitions,
+            kafka: Vec::new(),
+            sink_partitions: Vec::new(),
+            resuming: false,
+            job: String::new(),
+            sink_states: Mutex::new(BTreeMap::new()),
             stashed: std::sync::atomic::AtomicI64::new(0),
             held: graph
                 .nodes
@@ -162,6 +178,21 @@ impl Shared {
             first_output: std::sync::OnceLock::new(),
             built: Mutex::new(Duration::ZERO),
         }
+    }
+
+    /// The plan of source `i`, if it reads Kafka.
+    pub fn kafka_plan(&self, i: usize) -> Option<Arc<crate::kafka::Plan>> {
+        self.kafka.get(i).cloned().flatten()
+    }
+
+    /// Takes the start-up state of partition `part` of Kafka sink `sink`.
+    pub fn take_sink_state(&self, sink: usize, part: u32) -> Option<crate::sink_kafka::PartState> {
+        self.sink_states.lock().ok()?.remove(&(sink, part))
+    }
+
+    /// The partition count of sink `i`'s topic (Kafka sinks).
+    pub fn sink_partitions(&self, i: usize) -> u32 {
+        self.sink_partitions.get(i).copied().unwrap_or(0)
     }
 
     /// The partition count of source `i` (for a Kafka source, its topic's).
@@ -488,6 +519,7 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
         Some(dir) => Some(checkpoint::open(&graph, dir, layout, opts.fresh).map_err(err)?),
         None => None,
     };
+    let decisions = startup_decisions(&graph, opened.as_ref()).map_err(err)?;
     let hello = crate::cluster::Hello {
         process: layout.process,
         processes: layout.processes,
@@ -495,7 +527,7 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
         fingerprint: crate::cluster::fingerprint(&graph),
         stateful: opened.is_some(),
         candidate: opened.as_ref().and_then(|o| o.candidate),
-        decisions: Vec::new(),
+        decisions,
     };
     let config = match &opts.cluster {
         Some(c) => {
@@ -513,48 +545,73 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
         .as_ref()
         .map(|_| crate::cluster::StdoutToStderr::start());
     let watchdog = opts.cluster.as_ref().map(crate::cluster::Watchdog::start);
-    let executed = timely::execute(config, move |worker| {
-        let local = worker.index() % workers;
-        let all = crate::cluster::exchange(worker, (local == 0).then(|| hello.clone()));
-        if local == 0 {
-            let result = crate::cluster::agree(&all, &hello).and_then(|a| {
-                let opened = opened.lock().ok().and_then(|mut o| o.take());
-                set_up(&g, opened, a, started, (workers, total, process)).map(Arc::new)
-            });
-            if let Ok(mut s) = sl.0.lock() {
-                *s = Some(result);
-            }
-            sl.1.notify_all();
-        }
-        let run = {
-            let Ok(mut s) = sl.0.lock() else { return };
-            while s.is_none() {
-                match sl.1.wait(s) {
-                    Ok(g) => s = g,
-                    Err(_) => return,
-                }
-            }
-            match s.as_ref() {
-                Some(Ok(r)) => Arc::clone(r),
-                _ => return,
-            }
-        };
-        if !run.finished {
-            run_worker(worker, &g, &run);
-        }
-    });
-    if let Some(w) = &watchdog {
-        w.connected();
+    if opts.cluster.is_some() {
+        crate::cluster::quiet_panics();
     }
-    drop(redirect);
-    let guards = executed.map_err(|e| {
-        err(match &opts.cluster {
-            Some(_) => format!("cannot start the cluster: {e}"),
-            None => format!("cannot start {workers} workers: {e}"),
-        })
-    })?;
-    for r in guards.join() {
-        r.map_err(|e| err(format!("a worker stopped unexpectedly: {e}")))?;
+    // In a cluster, timely panics when a peer goes away (its model: a
+    // process that dies takes the cluster down); that panic becomes this
+    // run's error.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(), RunError> {
+        let executed = timely::execute(config, move |worker| {
+            let local = worker.index() % workers;
+            let all = crate::cluster::exchange(worker, (local == 0).then(|| hello.clone()));
+            if local == 0 {
+                let result = crate::cluster::agree(&all, &hello).and_then(|a| {
+                    let opened = opened.lock().ok().and_then(|mut o| o.take());
+                    set_up(&g, opened, a, started, (workers, total, process)).map(Arc::new)
+                });
+                if let Ok(mut s) = sl.0.lock() {
+                    *s = Some(result);
+                }
+                sl.1.notify_all();
+            }
+            let run = {
+                let Ok(mut s) = sl.0.lock() else { return };
+                while s.is_none() {
+                    match sl.1.wait(s) {
+                        Ok(g) => s = g,
+                        Err(_) => return,
+                    }
+                }
+                match s.as_ref() {
+                    Some(Ok(r)) => Arc::clone(r),
+                    _ => return,
+                }
+            };
+            if !run.finished {
+                run_worker(worker, &g, &run);
+            }
+        });
+        if let Some(w) = &watchdog {
+            w.connected();
+        }
+        drop(redirect);
+        let guards = executed.map_err(|e| {
+            err(match &opts.cluster {
+                Some(_) => format!("cannot start the cluster: {e}"),
+                None => format!("cannot start {workers} workers: {e}"),
+            })
+        })?;
+        for r in guards.join() {
+            r.map_err(|e| err(format!("a worker stopped unexpectedly: {e}")))?;
+        }
+        Ok(())
+    }));
+    match ran {
+        Ok(r) => r.map_err(|e| match &opts.cluster {
+            Some(c) => crate::cluster::broken(c, &e.message),
+            None => e,
+        })?,
+        Err(_) => {
+            let c = opts.cluster.as_ref();
+            return Err(err(match c {
+                Some(c) => crate::cluster::broken(c, &crate::cluster::panic_message()).message,
+                None => format!(
+                    "a worker stopped unexpectedly: {}",
+                    crate::cluster::panic_message()
+                ),
+            }));
+        }
     }
     let run = match slot.0.lock().ok().and_then(|mut s| s.take()) {
         Some(Ok(run)) => run,
@@ -600,6 +657,76 @@ pub fn sink_writer(sink: usize, part: u32, peers: usize) -> usize {
     (sink + part as usize) % peers.max(1)
 }
 
+/// This process's start-up decisions, for dataflow 0: each Kafka source's
+/// plan (start and end offsets) and each Kafka sink's partition count —
+/// the ones an earlier run logged, else made now. A topic whose partition
+/// count changed since it was logged is an error.
+fn startup_decisions(
+    graph: &Graph,
+    opened: Option<&checkpoint::Opened>,
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let logged = |table: &str| -> Result<Option<Vec<u8>>, String> {
+        match opened {
+            Some(o) => o.logged(table),
+            None => Ok(None),
+        }
+    };
+    let changed = |what: &str, topic: &str, then: u32, now: u32| {
+        format!(
+            "{what}: topic \"{topic}\" has {now} partitions, but the job started with {then}; a topic's partitions decide where records go, so this state cannot be resumed: re-create the topic with {then} partitions, or add --fresh to start over"
+        )
+    };
+    let mut out = Vec::new();
+    for s in &graph.sources {
+        let SourceKind::Kafka(k) = &s.kind else {
+            continue;
+        };
+        let what = format!("source \"{}\"", s.name);
+        let table = checkpoint::source_table(&s.name);
+        let bytes = match logged(&table)? {
+            Some(b) => {
+                let plan: crate::kafka::Plan = lockstep_state::decode_value(&b).map_err(|e| e.0)?;
+                let now = crate::kafka::partitions(&k.brokers, &k.properties, &k.topic)
+                    .map_err(|e| format!("{what}: {e}"))?;
+                if now != plan.partitions {
+                    return Err(changed(&what, &k.topic, plan.partitions, now));
+                }
+                b
+            }
+            None => {
+                let plan =
+                    crate::kafka::plan(&k.brokers, &k.properties, &k.topic, k.start, k.bounded)
+                        .map_err(|e| format!("{what}: {e}"))?;
+                lockstep_state::encode_value(&plan).map_err(|e| e.0)?
+            }
+        };
+        out.push((table, bytes));
+    }
+    for s in &graph.sinks {
+        let SinkKind::Kafka {
+            brokers,
+            topic,
+            properties,
+            ..
+        } = &s.kind
+        else {
+            continue;
+        };
+        let what = format!("sink \"{}\"", s.name);
+        let table = checkpoint::sink_table(&s.name);
+        let now = crate::kafka::partitions(brokers, properties, topic)
+            .map_err(|e| format!("{what}: {e}"))?;
+        if let Some(b) = logged(&table)? {
+            let then: u32 = lockstep_state::decode_value(&b).map_err(|e| e.0)?;
+            if then != now {
+                return Err(changed(&what, topic, then, now));
+            }
+        }
+        out.push((table, lockstep_state::encode_value(&now).map_err(|e| e.0)?));
+    }
+    Ok(out)
+}
+
 /// A process's set-up once the processes agreed: settles the state at the
 /// agreed checkpoint, prepares inputs and outputs (those of this process's
 /// sink writers), and makes the state its workers share.
@@ -636,8 +763,95 @@ fn set_up(
         key_groups: p.key_groups,
         every: checkpoint::every(graph),
     });
-    let partitions: Vec<u32> = graph.sources.iter().map(|s| s.kind.partitions()).collect();
-    let shared = Arc::new(Shared::new(graph, shared_parts, partitions, started));
+    // Process 0's start-up decisions are every process's; logged before
+    // any output depends on them.
+    let mut kafka = Vec::new();
+    let mut partitions = Vec::new();
+    for s in &graph.sources {
+        let plan = match &s.kind {
+            SourceKind::Kafka(_) => {
+                let table = checkpoint::source_table(&s.name);
+                let bytes = agreed
+                    .decisions
+                    .iter()
+                    .find(|(n, _)| *n == table)
+                    .map(|(_, b)| b.clone())
+                    .ok_or_else(|| format!("source \"{}\": no start-up plan", s.name))?;
+                if let Some(p) = &prepared {
+                    p.log_startup(&table, &bytes)?;
+                }
+                let plan: crate::kafka::Plan =
+                    lockstep_state::decode_value(&bytes).map_err(|e| e.0)?;
+                Some(Arc::new(plan))
+            }
+            _ => None,
+        };
+        partitions.push(plan.as_ref().map_or(s.kind.partitions(), |p| p.partitions));
+        kafka.push(plan);
+    }
+    let mut sink_partitions = Vec::new();
+    for s in &graph.sinks {
+        sink_partitions.push(match &s.kind {
+            SinkKind::Kafka { .. } => {
+                let table = checkpoint::sink_table(&s.name);
+                let bytes = agreed
+                    .decisions
+                    .iter()
+                    .find(|(n, _)| *n == table)
+                    .map(|(_, b)| b.clone())
+                    .ok_or_else(|| format!("sink \"{}\": no partition count", s.name))?;
+                if let Some(p) = &prepared {
+                    p.log_startup(&table, &bytes)?;
+                }
+                lockstep_state::decode_value::<u32>(&bytes).map_err(|e| e.0)?
+            }
+            _ => 0,
+        });
+    }
+    // Kafka sinks: each partition this process writes is checked against
+    // its checkpoint and its topic, in order.
+    let mut sink_states = BTreeMap::new();
+    if !finished {
+        for (i, s) in graph.sinks.iter().enumerate() {
+            let SinkKind::Kafka {
+                brokers,
+                topic,
+                properties,
+                ..
+            } = &s.kind
+            else {
+                continue;
+            };
+            let writer = format!("{}/{}", graph.name, s.name);
+            for part in 0..sink_partitions[i] {
+                if !mine(i, part) {
+                    continue;
+                }
+                let committed = match &prepared {
+                    Some(p) => checkpoint::read_pos(p, &checkpoint::sink_table(&s.name), part)?,
+                    None => None,
+                };
+                let st = crate::sink_kafka::start_partition(
+                    brokers,
+                    properties,
+                    topic,
+                    part,
+                    &writer,
+                    committed,
+                    prepared.as_ref().is_some_and(|p| p.existed),
+                )
+                .map_err(|e| format!("sink \"{}\": {e}", s.name))?;
+                sink_states.insert((i, part), st);
+            }
+        }
+    }
+    let mut shared = Shared::new(graph, shared_parts, partitions, started);
+    shared.sink_states = Mutex::new(sink_states);
+    shared.kafka = kafka;
+    shared.sink_partitions = sink_partitions;
+    shared.resuming = prepared.as_ref().is_some_and(|p| p.existed);
+    shared.job = graph.name.clone();
+    let shared = Arc::new(shared);
     Ok(ProcessRun {
         shared,
         setup,

@@ -20,7 +20,7 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, StreamVec};
 
-use lockstep_operators::encode::Encoder;
+use lockstep_operators::encode::{Encoder, Format};
 use lockstep_operators::node::Edge;
 use lockstep_operators::value::{encode_key, Rec};
 use lockstep_state::{key_hash, KeyGroups};
@@ -42,9 +42,22 @@ pub struct Run {
     lines: Vec<u8>,
     /// End offsets of each entry's key and line.
     ends: Vec<(u32, u32)>,
+    /// Per entry, bytes that travel with it unsorted (a Kafka message
+    /// key), concatenated; empty when unused.
+    extra: Vec<u8>,
+    /// End offsets of each entry's extra bytes (empty when unused).
+    extra_ends: Vec<u32>,
 }
 
 impl Run {
+    fn extra(&self, i: usize) -> &[u8] {
+        if self.extra_ends.is_empty() {
+            return &[];
+        }
+        let s = if i == 0 { 0 } else { self.extra_ends[i - 1] };
+        &self.extra[s as usize..self.extra_ends[i] as usize]
+    }
+
     fn entry(&self, i: usize) -> (&[u8], &[u8]) {
         let (ks, ls) = if i == 0 { (0, 0) } else { self.ends[i - 1] };
         let (ke, le) = self.ends[i];
@@ -61,24 +74,44 @@ struct Pending {
     keys: Vec<u8>,
     lines: String,
     idx: Vec<(u32, u32, u32, u32)>,
+    /// Extra bytes per entry (see [`Run::extra`]), by entry: (start, len).
+    extra: Vec<u8>,
+    extra_idx: Vec<(u32, u32)>,
 }
 
 impl Pending {
-    /// Adds a record; returns the bytes it takes.
-    fn push(&mut self, rec: &Rec, order_by: &[usize], enc: &Encoder) -> usize {
+    /// Adds a record, whose line `enc` encodes (or, when `line` is given,
+    /// is already encoded there); returns the bytes it takes.
+    fn push(
+        &mut self,
+        rec: &Rec,
+        order_by: &[usize],
+        enc: &Encoder,
+        line: Option<&str>,
+        extra: Option<&[u8]>,
+    ) -> usize {
         let ks = self.keys.len();
         for &i in order_by {
             encode_key(&rec.row[i], &mut self.keys);
         }
         let ls = self.lines.len();
-        enc.encode(&rec.row, &mut self.lines);
-        let bytes = self.keys.len() - ks + self.lines.len() - ls + 16;
+        match line {
+            Some(l) => self.lines.push_str(l),
+            None => enc.encode(&rec.row, &mut self.lines),
+        }
+        let mut bytes = self.keys.len() - ks + self.lines.len() - ls + 16;
         self.idx.push((
             to_u32(ks),
             to_u32(self.keys.len() - ks),
             to_u32(ls),
             to_u32(self.lines.len() - ls),
         ));
+        if let Some(x) = extra {
+            self.extra_idx
+                .push((to_u32(self.extra.len()), to_u32(x.len())));
+            self.extra.extend_from_slice(x);
+            bytes += x.len() + 8;
+        }
         bytes
     }
 
@@ -86,12 +119,17 @@ impl Pending {
         let Pending {
             keys,
             lines,
-            mut idx,
+            idx,
+            extra,
+            extra_idx,
         } = self;
         let lines = lines.into_bytes();
+        // Sort entry numbers, carrying the extra bytes along.
+        let mut order: Vec<usize> = (0..idx.len()).collect();
         let slice =
             |_: &[u8], s: u32, l: u32| -> std::ops::Range<usize> { s as usize..(s + l) as usize };
-        idx.sort_unstable_by(|a, b| {
+        order.sort_unstable_by(|&a, &b| {
+            let (a, b) = (idx[a], idx[b]);
             (
                 &keys[slice(&keys, a.0, a.1)],
                 &lines[slice(&lines, a.2, a.3)],
@@ -106,12 +144,19 @@ impl Pending {
             keys: Vec::with_capacity(keys.len()),
             lines: Vec::with_capacity(lines.len()),
             ends: Vec::with_capacity(idx.len()),
+            extra: Vec::with_capacity(extra.len()),
+            extra_ends: Vec::with_capacity(extra_idx.len()),
         };
-        for (ks, kl, ls, ll) in idx {
+        for k in order {
+            let (ks, kl, ls, ll) = idx[k];
             run.keys.extend_from_slice(&keys[slice(&keys, ks, kl)]);
             run.lines.extend_from_slice(&lines[slice(&lines, ls, ll)]);
             run.ends
                 .push((to_u32(run.keys.len()), to_u32(run.lines.len())));
+            if let Some(&(xs, xl)) = extra_idx.get(k) {
+                run.extra.extend_from_slice(&extra[slice(&extra, xs, xl)]);
+                run.extra_ends.push(to_u32(run.extra.len()));
+            }
         }
         run
     }
@@ -127,9 +172,19 @@ fn to_u32(n: usize) -> u32 {
 enum Target {
     Files(Vec<PathBuf>),
     Stdout,
+    Kafka,
 }
 
 use crate::runtime::sink_writer as writer_of;
+
+/// How a sink's records are spread over its output partitions.
+enum Routing {
+    /// By key group of these fields' key bytes (file sinks).
+    Groups(Vec<usize>),
+    /// As Kafka's default partitioner does: murmur2 of the message key (a
+    /// JSON object of these fields), or of the value without a key.
+    Kafka(Option<(Vec<usize>, Encoder)>),
+}
 
 /// Builds sink `idx`; returns the stream to probe for its progress.
 pub fn build<'s>(
@@ -141,7 +196,7 @@ pub fn build<'s>(
     shared: &Arc<Shared>,
     ck: Option<&Rc<Checkpointer>>,
 ) -> StreamVec<'s, u64, ()> {
-    let (format, order_by, key, target) = match &def.kind {
+    let (format, order_by, routing, target) = match &def.kind {
         SinkKind::Null => return null_sink(input, def, idx, shared),
         SinkKind::File {
             paths,
@@ -151,27 +206,53 @@ pub fn build<'s>(
         } => (
             *format,
             order_by.clone(),
-            key.clone(),
+            Routing::Groups(key.clone()),
             Target::Files(paths.clone()),
         ),
-        SinkKind::Stdout { format, order_by } => {
-            (*format, order_by.clone(), Vec::new(), Target::Stdout)
+        SinkKind::Stdout { format, order_by } => (
+            *format,
+            order_by.clone(),
+            Routing::Groups(Vec::new()),
+            Target::Stdout,
+        ),
+        SinkKind::Kafka { key, order_by, .. } => {
+            let key = key.as_ref().map(|k| {
+                let schema = lockstep_operators::value::Schema::new(
+                    k.iter()
+                        .map(|&i| {
+                            let f = &def.schema.fields()[i];
+                            (f.name.as_str(), f.ty)
+                        })
+                        .collect::<Vec<_>>(),
+                );
+                (k.clone(), Encoder::new(&schema, Format::Jsonl))
+            });
+            (
+                Format::Jsonl,
+                order_by.clone(),
+                Routing::Kafka(key),
+                Target::Kafka,
+            )
         }
     };
     let parts = match &target {
         Target::Files(p) => u32::try_from(p.len()).unwrap_or(1),
         Target::Stdout => 1,
+        Target::Kafka => shared.sink_partitions(idx).max(1),
     };
     let enc = Encoder::new(&def.schema, format);
     let runs = local_sort(
         input,
         &def.name,
         order_by,
-        key,
+        routing,
         parts,
         enc,
         Arc::clone(shared),
     );
+    if let Target::Kafka = target {
+        return crate::sink_kafka::write(scope, runs, fail, def, idx, shared, ck);
+    }
     write(scope, runs, fail, def, idx, target, shared, ck)
 }
 
@@ -218,7 +299,7 @@ fn local_sort<'s>(
     input: Edge<'s>,
     name: &str,
     order_by: Vec<usize>,
-    key: Vec<usize>,
+    routing: Routing,
     parts: u32,
     enc: Encoder,
     shared: Arc<Shared>,
@@ -233,6 +314,8 @@ fn local_sort<'s>(
         // and the bytes they hold.
         let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Pending>, usize)> = BTreeMap::new();
         let mut keybuf = Vec::new();
+        let mut line = String::new();
+        let mut msgkey = String::new();
         move |frontiers| {
             let mut o = out.activate();
             let port = o.output_index();
@@ -246,16 +329,38 @@ fn local_sort<'s>(
                     .or_insert_with(|| (c, (0..parts).map(|_| Pending::default()).collect(), 0));
                 for batch in data {
                     for rec in batch.iter() {
-                        let p = if parts > 1 {
-                            keybuf.clear();
-                            for &i in &key {
-                                encode_key(&rec.row[i], &mut keybuf);
+                        let (_, bytes) = match &routing {
+                            Routing::Groups(key) => {
+                                let p = if parts > 1 {
+                                    keybuf.clear();
+                                    for &i in key {
+                                        encode_key(&rec.row[i], &mut keybuf);
+                                    }
+                                    groups.group_of(key_hash(&keybuf)) as usize
+                                } else {
+                                    0
+                                };
+                                (p, slot.1[p].push(rec, &order_by, &enc, None, None))
                             }
-                            groups.group_of(key_hash(&keybuf)) as usize
-                        } else {
-                            0
+                            Routing::Kafka(key) => {
+                                line.clear();
+                                enc.encode(&rec.row, &mut line);
+                                msgkey.clear();
+                                let hashed = match key {
+                                    Some((fields, kenc)) => {
+                                        let row: Vec<lockstep_operators::value::Value> =
+                                            fields.iter().map(|&i| rec.row[i].clone()).collect();
+                                        kenc.encode(&row, &mut msgkey);
+                                        msgkey.pop();
+                                        msgkey.as_bytes()
+                                    }
+                                    None => line.trim_end_matches('\n').as_bytes(),
+                                };
+                                let p = crate::kafka::murmur2_partition(hashed, parts) as usize;
+                                let extra = key.as_ref().map(|_| msgkey.as_bytes());
+                                (p, slot.1[p].push(rec, &order_by, &enc, Some(&line), extra))
+                            }
                         };
-                        let bytes = slot.1[p].push(rec, &order_by, &enc);
                         slot.2 += bytes;
                         added += bytes;
                     }
@@ -373,6 +478,9 @@ fn write<'s>(
                                 (Target::Files(paths), Some(ck), Some(_)) => {
                                     let pos = start.get(&part).copied().unwrap_or_default();
                                     open_tracked(ck, &name, part, &paths[part as usize], pos)
+                                }
+                                (Target::Kafka, _, _) => {
+                                    Err("a kafka sink has its own writer".to_string())
                                 }
                                 (Target::Files(paths), _, _) => OpenOptions::new()
                                     .append(true)
@@ -500,6 +608,24 @@ impl<'a> Head<'a> {
             line,
             run,
             index,
+        }
+    }
+}
+
+/// Merges sorted runs, calling `f` with each entry's line and extra bytes
+/// in order.
+pub fn merge_each(runs: &[Run], mut f: impl FnMut(&[u8], &[u8])) {
+    let mut heap: BinaryHeap<Reverse<Head<'_>>> = BinaryHeap::new();
+    for (r, run) in runs.iter().enumerate() {
+        if !run.ends.is_empty() {
+            heap.push(Reverse(Head::of(runs, r, 0)));
+        }
+    }
+    while let Some(Reverse(head)) = heap.pop() {
+        f(head.line, runs[head.run].extra(head.index));
+        let next = head.index + 1;
+        if next < runs[head.run].ends.len() {
+            heap.push(Reverse(Head::of(runs, head.run, next)));
         }
     }
 }

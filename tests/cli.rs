@@ -5,6 +5,7 @@
 mod cli {
     mod api;
     mod checkpoint;
+    mod cluster;
     pub mod common;
     mod determinism;
     mod docs;

@@ -213,6 +213,7 @@ fn lockstep_checkpointed(
     dir: &Path,
 ) -> (Measured, CheckpointCost) {
     let opts = RunOptions {
+        cluster: None,
         workers,
         state: Some(dir.to_path_buf()),
         fresh: false,

@@ -97,6 +97,28 @@ pub enum SourceKind {
     Generator(GeneratorSpec),
     /// Nexmark events.
     Nexmark(NexmarkSpec),
+    /// A Kafka topic: its partition count comes from the brokers when the
+    /// job starts ([`SourceKind::partitions`] is 0 until then).
+    Kafka(KafkaSource),
+}
+
+/// A validated `kafka` source.
+#[derive(Debug, Clone)]
+pub struct KafkaSource {
+    /// Bootstrap brokers.
+    pub brokers: String,
+    /// The topic.
+    pub topic: String,
+    /// Where a fresh job starts.
+    pub start: crate::kafka::Start,
+    /// Stop at the high watermarks seen when the job first started.
+    pub bounded: bool,
+    /// Heartbeat after this long idle (0: never).
+    pub idle_ms: u64,
+    /// Commit offsets to this group (monitoring only).
+    pub commit_group: Option<String>,
+    /// Extra consumer properties.
+    pub properties: indexmap::IndexMap<String, String>,
 }
 
 impl SourceKind {
@@ -109,6 +131,7 @@ impl SourceKind {
             SourceKind::Stdin { .. } => 1,
             SourceKind::Generator(g) => g.partitions,
             SourceKind::Nexmark(n) => n.partitions,
+            SourceKind::Kafka(_) => 0,
         }
     }
 }
@@ -166,6 +189,19 @@ pub enum SinkKind {
     },
     /// Counts and discards.
     Null,
+    /// A Kafka topic: one writer per topic partition.
+    Kafka {
+        /// Bootstrap brokers.
+        brokers: String,
+        /// The topic.
+        topic: String,
+        /// Field indices of the message key (`None`: no key).
+        key: Option<Vec<usize>>,
+        /// Field indices that order records within an epoch.
+        order_by: Vec<usize>,
+        /// Extra producer properties.
+        properties: indexmap::IndexMap<String, String>,
+    },
 }
 
 impl Graph {

@@ -260,3 +260,85 @@ pub struct NullSinkSpec {
     /// The upstream.
     pub input: String,
 }
+
+/// Where a `kafka` source starts on its first run: `"earliest"` (default),
+/// `"latest"`, or a time (integer ms since the Unix epoch, or an RFC 3339
+/// string) whose first record at or after it is read first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum KafkaStartSpec {
+    /// Milliseconds since the Unix epoch.
+    Millis(i64),
+    /// `earliest`, `latest`, or an RFC 3339 time.
+    Text(String),
+}
+
+/// `until` of a `kafka` source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaUntil {
+    /// Stop at the high watermarks seen when the job first started.
+    End,
+}
+
+/// A `kafka` source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceSpec {
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The topic: one source partition per topic partition.
+    pub topic: String,
+    /// `jsonl` (default): one JSON object per message.
+    #[serde(default = "jsonl")]
+    pub format: Format,
+    /// Field name → type, in order.
+    pub schema: IndexMap<String, String>,
+    /// Where event time comes from.
+    pub event_time: Option<EventTimeSpec>,
+    /// Where a fresh job starts.
+    pub start: Option<KafkaStartSpec>,
+    /// `"end"`: a bounded run.
+    pub until: Option<KafkaUntil>,
+    /// Unbounded runs: after this long with nothing to read, a partition's
+    /// watermark advances to the wall clock (a heartbeat, logged so that a
+    /// replay repeats it); 0 turns heartbeats off.
+    #[serde(default = "default_idle_ms")]
+    pub idle_ms: u64,
+    /// Commit read offsets to this consumer group, for monitoring only.
+    pub commit_group: Option<String>,
+    /// Extra librdkafka properties (security, timeouts).
+    #[serde(default)]
+    pub properties: IndexMap<String, String>,
+    /// `route` (default) or `fail`.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+fn default_idle_ms() -> u64 {
+    1000
+}
+
+/// A `kafka` sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkSpec {
+    /// The upstream.
+    pub input: String,
+    /// Bootstrap brokers.
+    pub brokers: String,
+    /// The topic (it must exist; its partition count is fixed).
+    pub topic: String,
+    /// `jsonl` (default): each record's value is one JSON object.
+    #[serde(default = "jsonl")]
+    pub format: Format,
+    /// The fields of the message key (a JSON object of them) that also
+    /// choose the partition (Kafka's murmur2); default: no key, and the
+    /// partition is chosen by the value's bytes.
+    pub key: Option<Vec<String>>,
+    /// Fields that order records within an epoch (default: all, in order).
+    pub order_by: Option<Vec<String>>,
+    /// Extra librdkafka producer properties.
+    #[serde(default)]
+    pub properties: IndexMap<String, String>,
+}

@@ -32,8 +32,9 @@ use crate::checkpoint::{part_key, PartitionPos};
 use crate::graph::spec::NexmarkEvents;
 use crate::graph::{Graph, SourceKind};
 use crate::runtime::{Shared, SourceMetrics};
-use lockstep_state::{encode_value, Checkpointer};
+use lockstep_state::{decode_value, encode_value, Checkpointer};
 use reader::{FilePart, GeneratorReader, Item, NexmarkReader, PartitionReader, TextReader};
+use serde::{Deserialize, Serialize};
 
 /// How many epochs a source may run ahead of the sinks' frontier while the
 /// sinks and keyed nodes hold [`STASH_BUDGET`] bytes or more for open epochs.
@@ -101,8 +102,29 @@ pub fn open_partition(
     parts: &[FilePart],
     p: u32,
     from: Option<u64>,
+    plan: Option<&crate::kafka::Plan>,
 ) -> std::io::Result<Box<dyn PartitionReader>> {
     Ok(match kind {
+        SourceKind::Kafka(k) => {
+            let plan = plan.ok_or_else(|| std::io::Error::other("no plan for the kafka source"))?;
+            let start = from.map_or(plan.start[p as usize], |f| {
+                i64::try_from(f).unwrap_or(i64::MAX)
+            });
+            let end = plan.end.as_ref().map(|e| e[p as usize]);
+            Box::new(
+                crate::kafka::KafkaReader::open(
+                    &k.brokers,
+                    &k.properties,
+                    &k.topic,
+                    p,
+                    schema,
+                    start,
+                    end,
+                    k.commit_group.as_deref(),
+                )
+                .map_err(std::io::Error::other)?,
+            )
+        }
         SourceKind::File { format, .. } => {
             let mut part = parts[p as usize].clone();
             if let Some(at) = from {
@@ -135,6 +157,24 @@ struct Part {
     before: PartitionPos,
     out: Vec<Rec>,
     err: Vec<Rec>,
+    /// Nothing to read in this activation (Kafka).
+    waiting: bool,
+    /// Since when the partition has had nothing to read.
+    idle_since: Option<std::time::Instant>,
+    /// Logged heartbeats not yet replayed: (position, time), in order.
+    beats: std::collections::VecDeque<(u64, i64)>,
+    /// The sequence number of the next heartbeat logged.
+    beat_seq: u64,
+}
+
+/// A Kafka partition's logged heartbeat: at `position`, its largest event
+/// time became at least `time` (wall-clock ms when decided).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The partition's position when it was decided.
+    pub position: u64,
+    /// The time.
+    pub time: i64,
 }
 
 impl Part {
@@ -276,6 +316,16 @@ pub fn build<'s>(
         .and_then(|c| c.table_id(&crate::checkpoint::source_table(&def.name)));
     let checkpointed = table.is_some();
     let failer = Arc::clone(&shared);
+    let plan = shared.kafka_plan(idx);
+    // Unbounded Kafka partitions with nothing to read advance their
+    // watermark after `idle_ms` (a heartbeat), in `epoch_ms` time only.
+    let heartbeat_ms = match (&kind, time) {
+        (SourceKind::Kafka(k), TimeMode::EpochMs(_)) if !k.bounded && k.idle_ms > 0 => {
+            Some(k.idle_ms)
+        }
+        _ => None,
+    };
+    let beat_log = ck.clone();
     builder.build(move |mut caps| {
         let cap_err = caps.pop();
         let cap_main = caps.pop();
@@ -299,8 +349,45 @@ pub fn build<'s>(
                 if start.is_some_and(|s| s.done) {
                     continue;
                 }
-                match open_partition(&kind, &schema, &file_parts, p, start.map(|s| s.position)) {
+                // Heartbeats a run before the crash logged past the
+                // resume position: replayed at the same positions.
+                let mut beats = std::collections::VecDeque::new();
+                let mut beat_seq = 0;
+                if let (Some(ck), Some(t), Some(_)) = (&ck, table, heartbeat_ms) {
+                    match ck.store().decisions(t, p) {
+                        Ok(logged) => {
+                            let from = start.map_or(0, |s| s.position);
+                            for (seq, bytes) in logged {
+                                beat_seq = beat_seq.max(seq + 1);
+                                if let Ok(b) = decode_value::<Heartbeat>(&bytes) {
+                                    if b.position >= from {
+                                        beats.push_back((b.position, b.time));
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            open_error = Some(format!(
+                                "source \"{name}\" partition {p}: cannot read its heartbeats: {}",
+                                e.0
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                match open_partition(
+                    &kind,
+                    &schema,
+                    &file_parts,
+                    p,
+                    start.map(|s| s.position),
+                    plan.as_deref(),
+                ) {
                     Ok(reader) => parts.push(Part {
+                        waiting: false,
+                        idle_since: None,
+                        beats,
+                        beat_seq,
                         index: p,
                         before: start.unwrap_or_default(),
                         reader,
@@ -345,11 +432,15 @@ pub fn build<'s>(
             };
             let mut budget = BUDGET;
             let mut blocked = false;
+            for p in &mut parts {
+                p.waiting = false;
+            }
             while budget > 0 {
                 // The open partition with the lowest epoch that may proceed.
                 let Some(k) = (0..parts.len())
                     .filter(|&k| {
                         parts[k].caps.is_some()
+                            && !parts[k].waiting
                             && parts[k]
                                 .pending
                                 .as_ref()
@@ -367,6 +458,17 @@ pub fn build<'s>(
                     let (epoch, is_err, rec) = if let Some(p) = part.pending.take() {
                         p
                     } else {
+                        // A logged heartbeat at this position: replayed.
+                        let here = part.reader.position();
+                        while part.beats.front().is_some_and(|b| b.0 < here) {
+                            part.beats.pop_front();
+                        }
+                        if let Some(&(_, t)) = part.beats.front().filter(|b| b.0 == here) {
+                            part.beats.pop_front();
+                            flush(part, &mut outs, shared.source_metrics(idx));
+                            beat(part, t, time, ooo, &stage, &shared, idx);
+                            continue;
+                        }
                         if checkpointed {
                             part.before = PartitionPos {
                                 position: part.reader.position(),
@@ -377,6 +479,7 @@ pub fn build<'s>(
                         }
                         match part.reader.next_item() {
                             Ok(Some(Item::Row(row))) => {
+                                part.idle_since = None;
                                 match stamp(part, &row, time, event_time, &schema) {
                                     Ok((e, t)) => (e, false, Rec { time: t, row }),
                                     Err(reason) => {
@@ -411,6 +514,39 @@ pub fn build<'s>(
                                     true,
                                     source_error(&name, &reason, raw, part.index, Some(line), t),
                                 )
+                            }
+                            Ok(Some(Item::Wait)) => {
+                                flush(part, &mut outs, shared.source_metrics(idx));
+                                part.waiting = true;
+                                let now = std::time::Instant::now();
+                                let since = *part.idle_since.get_or_insert(now);
+                                if let Some(ms) = heartbeat_ms {
+                                    if part.beats.is_empty()
+                                        && now.duration_since(since) >= Duration::from_millis(ms)
+                                    {
+                                        part.idle_since = Some(now);
+                                        let t = wall_ms();
+                                        let b = Heartbeat {
+                                            position: part.reader.position(),
+                                            time: t,
+                                        };
+                                        // Logged (synced) before anything
+                                        // depends on it.
+                                        if let (Some(ck), Some(tb)) = (&beat_log, table) {
+                                            let logged = encode_value(&b).and_then(|v| {
+                                                ck.store().log_decision(tb, part.index, part.beat_seq, &v)
+                                            });
+                                            if let Err(e) = logged {
+                                                shared.fail(format!("source \"{name}\" partition {}: cannot log a heartbeat: {}", part.index, e.0));
+                                                part.caps = None;
+                                                break;
+                                            }
+                                            part.beat_seq += 1;
+                                        }
+                                        beat(part, t, time, ooo, &stage, &shared, idx);
+                                    }
+                                }
+                                break;
                             }
                             Ok(None) => {
                                 flush(part, &mut outs, shared.source_metrics(idx));
@@ -465,7 +601,9 @@ pub fn build<'s>(
             }
             parts.retain(|p| p.caps.is_some());
             if !parts.is_empty() {
-                if blocked {
+                if parts.iter().all(|p| p.waiting) {
+                    activator.activate_after(Duration::from_millis(2));
+                } else if blocked {
                     activator.activate_after(Duration::from_micros(200));
                 } else {
                     activator.activate();
@@ -474,6 +612,49 @@ pub fn build<'s>(
         }
     });
     (main, errors)
+}
+
+/// Wall-clock milliseconds since the Unix epoch (heartbeats only; they are
+/// logged, so a replay never reads the clock for them).
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Applies a heartbeat: the partition's largest event time becomes at
+/// least `t`, and its epoch moves on if its watermark does (staged like
+/// any epoch advance: checkpoints before it resume at this position,
+/// where the heartbeat is replayed).
+fn beat(
+    part: &mut Part,
+    t: i64,
+    time: TimeMode,
+    ooo: u64,
+    stage: &dyn Fn(u32, u64, PartitionPos),
+    shared: &Shared,
+    idx: usize,
+) {
+    let TimeMode::EpochMs(e) = time else { return };
+    let before = PartitionPos {
+        position: part.reader.position(),
+        max_time: part.max_time,
+        count: part.count,
+        done: false,
+    };
+    let max = part.max_time.map_or(t, |m| m.max(t));
+    part.max_time = Some(max);
+    let w = max.saturating_sub(i64::try_from(ooo).unwrap_or(i64::MAX));
+    let epoch =
+        u64::try_from(w.div_euclid(i64::try_from(e).unwrap_or(i64::MAX)).max(0)).unwrap_or(0);
+    if epoch > part.epoch() && part.caps.is_some() {
+        stage(part.index, part.epoch(), before);
+        if let Some((c0, c1)) = part.caps.as_mut() {
+            c0.downgrade(&epoch);
+            c1.downgrade(&epoch);
+        }
+        shared.partition_advanced(idx, part.index, epoch);
+    }
 }
 
 /// An `errors` record of a source.

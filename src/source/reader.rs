@@ -23,9 +23,13 @@ pub enum Item {
         raw: String,
         /// Why it was rejected.
         reason: String,
-        /// The line it starts on (1-based, within its file).
+        /// The line it starts on (1-based, within its file); a Kafka
+        /// record's offset.
         line: u64,
     },
+    /// Nothing to read yet (an unbounded source such as Kafka): ask again
+    /// later.
+    Wait,
 }
 
 /// Reads one partition, record by record.

@@ -638,8 +638,10 @@ impl Store {
             b.delete_cf(pending, &k);
         }
         if resume.is_none() {
-            // No complete checkpoint: start from the beginning.
-            for cf in [state, self.cf(CF_DECISIONS)?] {
+            // No complete checkpoint: start from the beginning. Decisions
+            // stay: output of the lost run may already be outside (a Kafka
+            // topic), and the replay must decide as it did.
+            for cf in [state] {
                 for item in self.db.iterator_cf(cf, IteratorMode::Start) {
                     let (k, _) = item.map_err(|e| self.err("cannot read state", &e))?;
                     b.delete_cf(cf, &k);

@@ -126,3 +126,90 @@ pub fn assert_same(want: &[u8], got: &[u8], what: &str) {
         panic!("{what} differs: {}", first_diff(want, got));
     }
 }
+
+/// A TCP port free on loopback now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Writes a hosts file for `n` processes on free loopback ports.
+pub fn hosts_file(dir: &Path, n: usize) -> PathBuf {
+    let text: String = (0..n)
+        .map(|_| format!("127.0.0.1:{}\n", free_port()))
+        .collect();
+    let p = dir.join("hosts");
+    fs::write(&p, text).expect("hosts");
+    p
+}
+
+/// Starts process `i` of an `n`-process cluster: `lockstep run GRAPH
+/// --processes n --process-id i --hosts HOSTS ARGS...` in `dir`.
+pub fn spawn_process(
+    dir: &Path,
+    graph: &str,
+    n: usize,
+    i: usize,
+    hosts: &Path,
+    args: &[&str],
+) -> std::process::Child {
+    Command::new(bin())
+        .args(["run", graph, "--processes", &n.to_string()])
+        .args(["--process-id", &i.to_string(), "--hosts"])
+        .arg(hosts)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lockstep")
+}
+
+/// Waits for every process, killing all and failing the test if any is
+/// still running after `timeout` (a hang).
+pub fn wait_all(children: Vec<std::process::Child>, timeout: std::time::Duration) -> Vec<Run> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut children = children;
+    loop {
+        let done = children
+            .iter_mut()
+            .all(|c| c.try_wait().expect("try_wait").is_some());
+        if done {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            for c in &mut children {
+                let _ = c.kill();
+            }
+            let runs: Vec<Run> = children
+                .into_iter()
+                .map(|c| Run::from(c.wait_with_output().expect("wait")))
+                .collect();
+            panic!(
+                "processes still running after {timeout:?} (a hang); stderr:\n{}",
+                runs.iter()
+                    .map(|r| r.stderr.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n---\n")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    children
+        .into_iter()
+        .map(|c| Run::from(c.wait_with_output().expect("wait")))
+        .collect()
+}
+
+/// Runs an `n`-process cluster of `workers` workers each to the end.
+pub fn run_cluster(dir: &Path, graph: &str, n: usize, workers: usize, args: &[&str]) -> Vec<Run> {
+    let hosts = hosts_file(dir, n);
+    let w = workers.to_string();
+    let mut all = vec!["--workers", w.as_str()];
+    all.extend_from_slice(args);
+    let children = (0..n)
+        .map(|i| spawn_process(dir, graph, n, i, &hosts, &all))
+        .collect();
+    wait_all(children, std::time::Duration::from_secs(120))
+}

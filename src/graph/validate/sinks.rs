@@ -9,10 +9,13 @@ use lockstep_operators::suggest;
 use lockstep_operators::value::Schema;
 
 use super::super::model::{PortRef, SinkDef, SinkKind};
-use super::super::spec::{format_for_path, FileSinkSpec, NullSinkSpec, StdoutSinkSpec};
+use super::super::spec::{
+    format_for_path, FileSinkSpec, KafkaSinkSpec, NullSinkSpec, StdoutSinkSpec,
+};
 use super::nodes::{Planned, Resolver, Target};
 use super::sources::resolve_path;
 use super::{find_port, quoted, split_type, Ctx};
+use lockstep_operators::encode::Format;
 
 const SINK_TYPES: &[&str] = &["file", "stdout", "null", "kafka"];
 
@@ -21,6 +24,7 @@ enum SinkSpec {
     File(FileSinkSpec),
     Stdout(StdoutSinkSpec),
     Null(NullSinkSpec),
+    Kafka(KafkaSinkSpec),
 }
 
 impl SinkSpec {
@@ -30,6 +34,7 @@ impl SinkSpec {
             SinkSpec::File(s) => &s.input,
             SinkSpec::Stdout(s) => &s.input,
             SinkSpec::Null(s) => &s.input,
+            SinkSpec::Kafka(s) => &s.input,
         }
     }
 }
@@ -83,10 +88,7 @@ fn parse_sink(v: &Json, at: &Path, cx: &mut Ctx<'_>) -> Option<SinkSpec> {
         "file" => lenient::<FileSinkSpec>(rest, SinkSpec::File),
         "stdout" => lenient::<StdoutSinkSpec>(rest, SinkSpec::Stdout),
         "null" => lenient::<NullSinkSpec>(rest, SinkSpec::Null),
-        "kafka" => {
-            cx.err(at.key("type"), "kafka sinks are not available in this build of lockstep yet; use a file, stdout or null sink");
-            return None;
-        }
+        "kafka" => lenient::<KafkaSinkSpec>(rest, SinkSpec::Kafka),
         other => {
             let hint = suggest::hint(other, SINK_TYPES.iter().copied());
             cx.err(
@@ -161,6 +163,35 @@ fn sink_kind(spec: SinkSpec, schema: &Schema, at: &Path, cx: &mut Ctx<'_>) -> Si
             }
         }
         SinkSpec::Null(_) => SinkKind::Null,
+        SinkSpec::Kafka(s) => {
+            let order_by = s.order_by.as_ref().map_or_else(
+                || all.clone(),
+                |o| field_list(o, schema, &at.key("order_by"), cx),
+            );
+            let key = s
+                .key
+                .as_ref()
+                .map(|o| field_list(o, schema, &at.key("key"), cx));
+            if s.format != Format::Jsonl {
+                cx.err(
+                    at.key("format"),
+                    "a kafka sink writes jsonl (one JSON object per message)",
+                );
+            }
+            if s.brokers.trim().is_empty() {
+                cx.err(at.key("brokers"), "brokers is empty; give host:port");
+            }
+            if s.topic.trim().is_empty() {
+                cx.err(at.key("topic"), "topic is empty");
+            }
+            SinkKind::Kafka {
+                brokers: s.brokers,
+                topic: s.topic,
+                key,
+                order_by,
+                properties: s.properties,
+            }
+        }
     }
 }
 

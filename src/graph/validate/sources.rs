@@ -12,11 +12,12 @@ use lockstep_operators::value::{errors_schema, Schema, Type};
 
 use super::super::model::{SourceDef, SourceKind};
 use super::super::spec::{
-    format_for_path, EventTimeSpec, FieldGen, FileSourceSpec, GeneratorSpec, NexmarkSpec, OnError,
-    StdinSourceSpec,
+    format_for_path, EventTimeSpec, FieldGen, FileSourceSpec, GeneratorSpec, KafkaSourceSpec,
+    KafkaStartSpec, NexmarkSpec, OnError, StdinSourceSpec,
 };
 use super::{quoted, split_type, Ctx};
 use crate::source::nexmark_schema;
+use lockstep_operators::encode::Format;
 
 const SOURCE_TYPES: &[&str] = &["file", "stdin", "generator", "nexmark", "kafka"];
 
@@ -42,10 +43,7 @@ pub(super) fn check_source(
         "stdin" => stdin_source(rest, &at, cx),
         "generator" => generator_source(rest, &at, cx),
         "nexmark" => nexmark_source(rest, &at, cx),
-        "kafka" => {
-            cx.err(at.key("type"), "kafka sources are not available in this build of lockstep yet; use a file, stdin, generator or nexmark source");
-            None
-        }
+        "kafka" => kafka_source(rest, &at, cx),
         other => {
             let hint = suggest::hint(other, SOURCE_TYPES.iter().copied());
             cx.err(
@@ -134,6 +132,53 @@ fn file_source(rest: Json, at: &Path, cx: &mut Ctx<'_>) -> Option<SourceParts> {
                 )
             }),
         },
+        schema,
+        event_time: s.event_time,
+        on_error: s.on_error,
+    })
+}
+
+fn kafka_source(rest: Json, at: &Path, cx: &mut Ctx<'_>) -> Option<SourceParts> {
+    let s: KafkaSourceSpec = parse_spec(rest, at, cx)?;
+    if s.format != Format::Jsonl {
+        cx.err(
+            at.key("format"),
+            "a kafka source reads jsonl (one JSON object per message)",
+        );
+    }
+    if s.brokers.trim().is_empty() {
+        cx.err(at.key("brokers"), "brokers is empty; give host:port");
+    }
+    if s.topic.trim().is_empty() {
+        cx.err(at.key("topic"), "topic is empty");
+    }
+    let start = match &s.start {
+        None => crate::kafka::Start::Earliest,
+        Some(KafkaStartSpec::Millis(t)) => crate::kafka::Start::Time(*t),
+        Some(KafkaStartSpec::Text(t)) if t == "earliest" => crate::kafka::Start::Earliest,
+        Some(KafkaStartSpec::Text(t)) if t == "latest" => crate::kafka::Start::Latest,
+        Some(KafkaStartSpec::Text(t)) => match lockstep_operators::timefmt::parse_rfc3339(t) {
+            Some(ms) => crate::kafka::Start::Time(ms),
+            None => {
+                cx.err(
+                    at.key("start"),
+                    format!("start \"{t}\" is not \"earliest\", \"latest\", a time in ms or an RFC 3339 time"),
+                );
+                crate::kafka::Start::Earliest
+            }
+        },
+    };
+    let schema = schema_from(&s.schema, &at.key("schema"), cx)?;
+    Some(SourceParts {
+        kind: SourceKind::Kafka(super::super::model::KafkaSource {
+            brokers: s.brokers,
+            topic: s.topic,
+            start,
+            bounded: s.until.is_some(),
+            idle_ms: s.idle_ms,
+            commit_group: s.commit_group,
+            properties: s.properties,
+        }),
         schema,
         event_time: s.event_time,
         on_error: s.on_error,

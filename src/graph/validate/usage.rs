@@ -193,6 +193,36 @@ pub(super) fn check_output_paths(
             }
         }
     }
+    // One writer per topic partition: two sinks on one topic would each
+    // find the other's records where its own belong.
+    let mut topics: BTreeMap<(String, String), &str> = BTreeMap::new();
+    for s in sink_defs {
+        let SinkKind::Kafka { brokers, topic, .. } = &s.kind else {
+            continue;
+        };
+        let id = (brokers.replace(' ', ""), topic.clone());
+        match topics.get(&id) {
+            Some(first) => cx.err(
+                Path::of(&["sinks", &s.name, "topic"]),
+                format!(
+                    "sink \"{first}\" writes topic \"{topic}\" too; each output partition has one writer, so give each sink its own topic"
+                ),
+            ),
+            None => {
+                topics.insert(id, &s.name);
+            }
+        }
+        for src in source_defs.iter().flatten() {
+            if let SourceKind::Kafka(k) = &src.kind {
+                if k.topic == *topic && k.brokers.replace(' ', "") == brokers.replace(' ', "") {
+                    cx.err(
+                        Path::of(&["sinks", &s.name, "topic"]),
+                        format!("topic \"{topic}\" is read by source \"{}\"; a sink must not write its own input", src.name),
+                    );
+                }
+            }
+        }
+    }
     for s in sink_defs {
         let SinkKind::File { paths, .. } = &s.kind else {
             continue;
