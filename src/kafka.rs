@@ -697,3 +697,20 @@ pub fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Vec<TopicRecord>>, S
     }
     Ok(out)
 }
+
+/// The high watermark of each partition of `topic` (for tests and tools).
+///
+/// # Errors
+/// The topic is missing or the brokers cannot be reached.
+pub fn high_watermarks(brokers: &str, topic: &str) -> Result<Vec<i64>, String> {
+    let props = IndexMap::new();
+    let n = partitions(brokers, &props, topic)?;
+    let c = consumer(brokers, &props)?;
+    (0..n)
+        .map(|p| {
+            c.fetch_watermarks(topic, p as i32, REQUEST_TIMEOUT)
+                .map(|(_, hi)| hi)
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}

@@ -43,6 +43,13 @@ use crate::kafka::{self, Position, SinkContext, Written, POSITION_HEADER, WRITER
 use crate::runtime::{sink_writer, Shared};
 use crate::sink::{merge_each, Run};
 
+/// How long an epoch may wait for acknowledgements before the sink says so
+/// on stderr (the job keeps waiting).
+const STALL_WARNING: Duration = Duration::from_secs(2);
+
+/// How often the stall warning repeats.
+const STALL_REPEAT: Duration = Duration::from_secs(10);
+
 /// A Kafka sink partition's checkpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KafkaSinkPos {
@@ -210,6 +217,10 @@ pub fn write<'s>(
         let mut failed_at: Option<u64> = None;
         let mut backlog: VecDeque<Msg> = VecDeque::new();
         let mut inflight: BTreeMap<u64, Inflight> = BTreeMap::new();
+        // Since when the oldest epoch in flight has waited (for the
+        // stall warning), and when the last warning was printed.
+        let mut waiting_since: Option<(u64, std::time::Instant)> = None;
+        let mut warned: Option<std::time::Instant> = None;
         move |frontiers| {
             let o = out.activate();
             let port = o.output_index();
@@ -371,6 +382,26 @@ pub fn write<'s>(
                     }
                 }
                 drop(flight.cap);
+            }
+            if let Some(&oldest) = inflight.keys().next() {
+                let now = std::time::Instant::now();
+                match waiting_since {
+                    Some((e, since)) if e == oldest => {
+                        let waited = now.duration_since(since);
+                        if waited >= STALL_WARNING
+                            && warned.is_none_or(|w| now.duration_since(w) >= STALL_REPEAT)
+                        {
+                            warned = Some(now);
+                            eprintln!(
+                                "lockstep: {what}: the brokers have not acknowledged the records of epoch {oldest} for {:.0} s (is Kafka down?); waiting and retrying, nothing is dropped",
+                                waited.as_secs_f64()
+                            );
+                        }
+                    }
+                    _ => waiting_since = Some((oldest, now)),
+                }
+            } else {
+                waiting_since = None;
             }
             if !inflight.is_empty() || !backlog.is_empty() {
                 activator.activate_after(Duration::from_millis(2));

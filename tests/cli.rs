@@ -11,6 +11,7 @@ mod cli {
     mod docs;
     mod errors;
     mod examples;
+    mod kafka;
     mod nexmark;
     mod props;
     mod records;
