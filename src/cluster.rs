@@ -219,11 +219,14 @@ impl Watchdog {
 /// The first panic's message in this process (see [`quiet_panics`]).
 static PANIC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// Replaces the panic hook: the first panic's message is kept for the
-/// run's error instead of printed with a backtrace. In a cluster, timely
-/// panics in every thread when a peer goes away.
-pub fn quiet_panics() {
-    std::panic::set_hook(Box::new(|info| {
+/// Replaces the panic hook for a cluster run: timely panics in every
+/// thread when a peer goes away, and unwinding through its threads can
+/// abort the process or leave it waiting. The first panic instead prints
+/// this run's error ([`broken`]) and ends the process with exit code 1 at
+/// once, as a crash would (a restart resumes from the last checkpoint).
+pub fn quiet_panics(options: &ClusterOptions, job: &str) {
+    let (options, job) = (options.clone(), job.to_string());
+    std::panic::set_hook(Box::new(move |info| {
         let text = info
             .payload()
             .downcast_ref::<&str>()
@@ -234,7 +237,13 @@ pub fn quiet_panics() {
             .location()
             .map(|l| format!(" (at {}:{})", l.file(), l.line()))
             .unwrap_or_default();
-        let _ = PANIC.set(format!("{text}{at}"));
+        if PANIC.set(format!("{text}{at}")).is_ok() {
+            eprintln!(
+                "lockstep: job \"{job}\" failed: {}",
+                broken(&options, &panic_message()).message
+            );
+            std::process::exit(1);
+        }
     }));
 }
 

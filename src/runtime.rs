@@ -545,8 +545,8 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
         .as_ref()
         .map(|_| crate::cluster::StdoutToStderr::start());
     let watchdog = opts.cluster.as_ref().map(crate::cluster::Watchdog::start);
-    if opts.cluster.is_some() {
-        crate::cluster::quiet_panics();
+    if let Some(c) = &opts.cluster {
+        crate::cluster::quiet_panics(c, &graph.name);
     }
     // In a cluster, timely panics when a peer goes away (its model: a
     // process that dies takes the cluster down); that panic becomes this
