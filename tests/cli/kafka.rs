@@ -714,3 +714,32 @@ fn two_sinks_on_one_topic_and_a_sink_into_its_own_input_are_rejected() {
         assert!(r.stderr.contains(want), "missing {want:?} in\n{}", r.stderr);
     }
 }
+
+#[test]
+fn the_kafka_partitioned_example_reproduces_its_checked_in_output_as_a_cluster() {
+    let b = brokers();
+    let dir = tempdir();
+    let ex = super::common::root().join("examples/kafka-partitioned");
+    let (clicks, out) = (topic("clicks", 4), topic("per-user", 2));
+    for g in ["producer", "job"] {
+        let text = fs::read_to_string(ex.join(format!("{g}.json"))).expect("graph");
+        write(
+            dir.path(),
+            &format!("{g}.json"),
+            &text
+                .replace("@BROKERS@", &b)
+                .replace("@CLICKS@", &clicks)
+                .replace("@OUT@", &out),
+        );
+    }
+    run_ok(dir.path(), &["run", "producer.json", "-q"]);
+    for r in run_cluster(dir.path(), "job.json", 2, 2, &["-q"]) {
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let want = fs::read_to_string(ex.join("expected/per_user.out.jsonl")).expect("expected");
+    let got = fs::read_to_string(dir.path().join("per_user.out.jsonl")).expect("output");
+    assert_eq!(got, want);
+    let mut lines: Vec<String> = want.lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(values(&read_topic(&b, &out)), lines);
+}
