@@ -12,6 +12,7 @@
 //! RSS (`VmHWM`) is its own. Figures go to stdout as a table.
 
 mod baseline;
+mod kafka;
 mod stateful;
 
 use std::path::{Path, PathBuf};
@@ -259,6 +260,111 @@ fn restart_graph(n: u64, dir: &Path) -> lockstep::Graph {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The broker and the bids topic the parent set up.
+fn kafka_env() -> (String, String) {
+    (
+        std::env::var("LOCKSTEP_KAFKA_BROKERS").expect("LOCKSTEP_KAFKA_BROKERS"),
+        std::env::var("LOCKSTEP_BENCH_TOPIC").expect("LOCKSTEP_BENCH_TOPIC"),
+    )
+}
+
+/// The nisshi binary (scripts/setup.sh installs it).
+fn nisshi_bin() -> String {
+    std::env::var("NISSHI_BIN").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/lockstep/nisshi/bin/nisshi",
+            std::env::var("HOME").expect("HOME")
+        )
+    })
+}
+
+/// The Kafka benchmarks (`--kafka`): the broker named by
+/// `LOCKSTEP_KAFKA_BROKERS`, else a nisshi of our own on loopback.
+#[allow(clippy::cast_precision_loss)]
+fn kafka_bench(n: u64, repeat: usize) {
+    let mut own = None;
+    let brokers = match std::env::var("LOCKSTEP_KAFKA_BROKERS") {
+        Ok(b) => b,
+        Err(_) => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("port")
+                .port();
+            let dir = tempfile::tempdir().expect("dir");
+            let child = Command::new(nisshi_bin())
+                .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{port}")])
+                .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{port}")])
+                .args(["--storage-engine", "memory://nisshi/", "--group-initial-rebalance-delay", "0s", "--silent"])
+                .current_dir(dir.path())
+                .spawn()
+                .expect("start nisshi (install it with scripts/setup.sh)");
+            let t = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(t.elapsed().as_secs() < 10, "nisshi did not start");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            own = Some((child, dir));
+            format!("127.0.0.1:{port}")
+        }
+    };
+    std::env::set_var("LOCKSTEP_KAFKA_BROKERS", &brokers);
+    let topic = format!("bench-bids-{}", std::process::id());
+    kafka::create_topic(&nisshi_bin(), &brokers, &topic, kafka::PARTITIONS);
+    let t = Instant::now();
+    let bids = kafka::fill(&brokers, &topic, &bids_file(n));
+    println!(
+        "lockstep {}: Kafka (nisshi 0.8.1, memory storage, on loopback; {bids} bids from {n} Nexmark events in {} partitions, produced at {:.0}K/s), best of {repeat}; records/s per worker",
+        env!("CARGO_PKG_VERSION"),
+        kafka::PARTITIONS,
+        bids as f64 / t.elapsed().as_secs_f64() / 1e3
+    );
+    std::env::set_var("LOCKSTEP_BENCH_TOPIC", &topic);
+    println!("| job      | w | records     | lockstep   | timely     | ratio | events l | RSS l  | RSS t  | latency l   | out l     | out t     |");
+    println!("|----------|---|-------------|------------|------------|-------|----------|--------|--------|-------------|-----------|-----------|");
+    for workers in [1, 2] {
+        for job in ["kafka-null", "kafka-win"] {
+            row(job, workers, n, repeat);
+        }
+    }
+    // Latency, live: bids produced at a fixed rate, an unbounded job.
+    println!();
+    println!("live latency: bids produced at a fixed rate with event time = produce time; an unbounded job (epoch 100 ms, 100 ms windows per auction, Kafka sink); latency = time a window's result is readable from the output topic - the window's end");
+    println!("| w | rate/s  | bids      | results   | p50 ms  | p99 ms  |");
+    println!("|---|---------|-----------|-----------|---------|---------|");
+    for workers in [1, 2] {
+        let (input, out) = (
+            format!("live-in-{}-{workers}", std::process::id()),
+            format!("live-out-{}-{workers}", std::process::id()),
+        );
+        kafka::create_topic(&nisshi_bin(), &brokers, &input, kafka::PARTITIONS);
+        kafka::create_topic(&nisshi_bin(), &brokers, &out, kafka::PARTITIONS);
+        let exe = std::env::current_exe().expect("exe");
+        let mut child = Command::new(exe)
+            .args(["--child", "kafka-live", "lockstep", &workers.to_string(), "0"])
+            .env("LOCKSTEP_BENCH_TOPIC", &input)
+            .env("LOCKSTEP_BENCH_OUT", &out)
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let rate = 20_000;
+        let (mut lat, sent) = kafka::live(&brokers, &input, &out, rate, 10);
+        let _ = child.kill();
+        let _ = child.wait();
+        lat.sort_by(f64::total_cmp);
+        let q = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(f64::NAN);
+        println!(
+            "| {workers} | {rate:>7} | {sent:>9} | {:>9} | {:>7.1} | {:>7.1} |",
+            lat.len(),
+            q(0.5),
+            q(0.99)
+        );
+    }
+    if let Some((mut child, _dir)) = own {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// Child process: run one measurement and print it as JSON.
 fn child(args: &[String]) {
     let (job, imp, workers, n) = (
@@ -281,6 +387,38 @@ fn child(args: &[String]) {
             (r, o, None, None)
         }
         ("file-win", "lockstep") => lockstep_run(file_window_graph(&bids_file(n)), workers),
+        ("kafka-null", imp) => {
+            let (b, topic) = kafka_env();
+            match imp {
+                "lockstep" => lockstep_run(kafka::null_graph(&b, &topic), workers),
+                _ => {
+                    let (r, o) = kafka::null_job(&b, &topic, workers);
+                    (r, o, None, None)
+                }
+            }
+        }
+        ("kafka-win", imp) => {
+            let (b, topic) = kafka_env();
+            let out = format!("bench-out-{}", std::process::id());
+            kafka::create_topic(&nisshi_bin(), &b, &out, kafka::PARTITIONS);
+            match imp {
+                "lockstep" => lockstep_run(kafka::window_graph(&b, &topic, &out), workers),
+                _ => {
+                    let (r, o) = kafka::window_job(&b, &topic, &out, workers);
+                    (r, o, None, None)
+                }
+            }
+        }
+        ("kafka-live", _) => {
+            // Unbounded: runs until the parent kills it.
+            let (b, topic) = kafka_env();
+            let out = std::env::var("LOCKSTEP_BENCH_OUT").expect("LOCKSTEP_BENCH_OUT");
+            let _ = lockstep::run(
+                Arc::new(kafka::live_graph(&b, &topic, &out)),
+                &RunOptions::workers(workers),
+            );
+            return;
+        }
         ("file-win", "timely") => {
             let (r, o) = stateful::file_windowed(&bids_file(n), workers);
             (r, o, None, None)
@@ -406,7 +544,7 @@ fn row(job: &str, workers: usize, n: u64, repeat: usize) {
     // Nexmark jobs also in Nexmark events (all event numbers the sources
     // covered, of which they emit those of their types) per second per
     // worker.
-    let events = if job.starts_with("file") {
+    let events = if job.starts_with("file") || job.starts_with("kafka") {
         "-".to_string()
     } else {
         format!("{:.2}M", n as f64 / l.seconds / workers as f64 / 1e6)
@@ -528,6 +666,10 @@ usage: lockstep-bench [--quick] [--rss] [--checkpoints] [--only JOBS] [--repeat 
   --checkpoints q5 and q7 with and without checkpoints (--state, one per 1 s
                 epoch), at 1 and 2 workers; then the restart of a job with
                 1M keys of state killed inside its final checkpoint
+  --kafka       Kafka source -> null and Kafka -> 10 s windows -> Kafka beside
+                hand-written timely+rdkafka, at 1 and 2 workers (1M Nexmark
+                events' bids; a nisshi broker of its own unless
+                LOCKSTEP_KAFKA_BROKERS names one); then live latency
   --only JOBS   only these jobs, comma-separated (e.g. --only q5,q7)
   --repeat N    runs per figure (default 3); the best counts
   --events N    Nexmark events per job (default 10M, 1M with --quick)
@@ -565,6 +707,7 @@ fn main() {
         "--quick",
         "--rss",
         "--checkpoints",
+        "--kafka",
         "--only",
         "--repeat",
         "--events",
@@ -596,6 +739,12 @@ fn main() {
     };
     if let Some(v) = flag_value(&args, "--events") {
         nex_n = v.parse().expect("--events N");
+    }
+    if args.iter().any(|a| a == "--kafka") {
+        let n = flag_value(&args, "--events")
+            .map_or(if quick { 200_000 } else { 1_000_000 }, |v| v.parse().expect("--events N"));
+        kafka_bench(n, repeat);
+        return;
     }
     if args.iter().any(|a| a == "--checkpoints") {
         println!(

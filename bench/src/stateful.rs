@@ -97,7 +97,7 @@ fn closed<S>(
 /// time)` records: records of one key go to one worker; each counts in
 /// every window `windows` gives for its time (as window ends); a fired
 /// window emits `(key, window_end, count)`.
-fn count_per_key<'s>(
+pub(crate) fn count_per_key<'s>(
     stream: StreamVec<'s, u64, (i64, i64)>,
     name: &str,
     windows: impl Fn(i64, &mut Vec<i64>) + 'static,
