@@ -301,6 +301,21 @@ impl PartitionReader for KafkaReader {
 
     fn next_item(&mut self) -> std::io::Result<Option<Item>> {
         if self.end.is_some_and(|e| self.next >= e) {
+            if self.commit {
+                // The final position, once, synchronously.
+                self.commit = false;
+                let mut tpl = TopicPartitionList::new();
+                if tpl
+                    .add_partition_offset(
+                        &self.topic,
+                        self.partition as i32,
+                        Offset::Offset(self.next),
+                    )
+                    .is_ok()
+                {
+                    let _ = self.consumer.commit(&tpl, CommitMode::Sync);
+                }
+            }
             return Ok(None);
         }
         self.maybe_commit();
@@ -713,4 +728,37 @@ pub fn high_watermarks(brokers: &str, topic: &str) -> Result<Vec<i64>, String> {
                 .map_err(|e| e.to_string())
         })
         .collect()
+}
+
+/// The offsets consumer group `group` committed for each partition of
+/// `topic` (`None`: nothing committed), for monitoring and tests.
+///
+/// # Errors
+/// The topic is missing or the brokers cannot be reached.
+pub fn committed(brokers: &str, group: &str, topic: &str) -> Result<Vec<Option<i64>>, String> {
+    let mut props = IndexMap::new();
+    props.insert("group.id".to_string(), group.to_string());
+    let n = partitions(brokers, &props, topic)?;
+    let c = consumer(brokers, &props)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..n {
+        tpl.add_partition(topic, p as i32);
+    }
+    let got = c
+        .committed_offsets(tpl, REQUEST_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    let out = (0..n)
+        .map(|p| {
+            got.find_partition(topic, p as i32)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+        })
+        .collect();
+    // rdkafka 0.39 hangs dropping a consumer while a list it returned from
+    // `committed*` is alive: drop the list first.
+    drop(got);
+    drop(c);
+    Ok(out)
 }

@@ -289,7 +289,6 @@ pub fn write<'s>(
                     });
                     flight.parts.insert(part, (seq, skipped));
                 }
-                shared.epoch_written(e);
                 inflight.insert(e, flight);
             }
             let Some(producer) = producer.as_ref() else {
@@ -356,6 +355,9 @@ pub fn write<'s>(
                 }
                 let flight = entry.remove();
                 acks.by_epoch.remove(&e);
+                // Epoch latency ends when the epoch's records are
+                // acknowledged: readable by consumers.
+                shared.epoch_written(e);
                 shared
                     .sink_metrics(idx)
                     .fetch_add(flight.sent, Ordering::Relaxed);

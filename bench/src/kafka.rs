@@ -13,7 +13,6 @@
 //!   the time from its window's end (the wall-clock instant its last record
 //!   could have been produced) to the record being readable.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,7 +86,8 @@ pub fn fill(brokers: &str, topic: &str, file: &std::path::Path) -> u64 {
 }
 
 /// The bids of the partitions `p mod peers == index` of `topic`, up to the
-/// high watermarks seen at start, stamped with their 1-second epoch. The
+/// high watermarks seen at start, stamped with their 1-second epoch: one
+/// consumer per partition (as lockstep has), polled in turn. The
 /// capability follows the least epoch of the partitions still open, so
 /// that records of one partition never trail it.
 fn kafka_bids<'s>(
@@ -97,60 +97,70 @@ fn kafka_bids<'s>(
     read: Arc<AtomicU64>,
 ) -> timely::dataflow::StreamVec<'s, u64, Bid> {
     let (index, peers) = (scope.index(), scope.peers());
-    let consumer: BaseConsumer = client(brokers).create().expect("consumer");
-    let mine: Vec<i32> = (0..PARTITIONS as i32)
-        .filter(|p| *p as usize % peers == index)
-        .collect();
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for &p in &mine {
+    // Per owned partition: its consumer, end offset and current epoch.
+    let mut parts: Vec<(BaseConsumer, i64, u64)> = Vec::new();
+    for p in (0..PARTITIONS as i32).filter(|p| *p as usize % peers == index) {
+        let consumer: BaseConsumer = client(brokers).create().expect("consumer");
         let (lo, hi) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(10))
             .expect("watermarks");
         if hi > lo {
+            let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(topic, p, Offset::Offset(lo))
                 .expect("tpl");
-            ends.insert(p, (hi, 0u64));
+            consumer.assign(&tpl).expect("assign");
+            parts.push((consumer, hi, 0));
         }
     }
-    consumer.assign(&tpl).expect("assign");
     source(scope, "kafka bids", move |cap, info| {
         let activator = scope.activator_for(info.address);
         let mut cap = Some(cap);
         move |output| {
             let Some(c) = cap.as_mut() else { return };
-            let mut batch: Vec<(u64, Bid)> = Vec::new();
-            while batch.len() < 4096 {
-                match consumer.poll(Duration::ZERO) {
-                    Some(Ok(m)) => {
-                        let bid: Bid =
-                            serde_json::from_slice(m.payload().unwrap_or(&[])).expect("bid");
-                        let epoch = u64::try_from(bid.date_time / 1000).unwrap_or(0);
-                        if let Some(e) = ends.get_mut(&m.partition()) {
-                            e.1 = epoch;
-                            if m.offset() + 1 >= e.0 {
-                                ends.remove(&m.partition());
+            let mut n = 0u64;
+            for (consumer, end, epoch) in parts.iter_mut() {
+                let mut batch: Vec<Bid> = Vec::new();
+                let mut at = *epoch;
+                while batch.len() < 1024 {
+                    match consumer.poll(Duration::ZERO) {
+                        Some(Ok(m)) => {
+                            let bid: Bid =
+                                serde_json::from_slice(m.payload().unwrap_or(&[])).expect("bid");
+                            let e = u64::try_from(bid.date_time / 1000).unwrap_or(0);
+                            if e > at && !batch.is_empty() {
+                                output.session(&c.delayed(&at)).give_container(&mut batch);
+                                batch.clear();
+                            }
+                            at = at.max(e);
+                            batch.push(bid);
+                            n += 1;
+                            if m.offset() + 1 >= *end {
+                                *end = -1;
+                                break;
                             }
                         }
-                        batch.push((epoch, bid));
+                        Some(Err(e)) => panic!("kafka: {e}"),
+                        None => break,
                     }
-                    Some(Err(e)) => panic!("kafka: {e}"),
-                    None => break,
                 }
+                if !batch.is_empty() {
+                    output.session(&c.delayed(&at)).give_container(&mut batch);
+                }
+                *epoch = at;
             }
-            read.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            batch.sort_by_key(|(e, _)| *e);
-            for (epoch, bid) in batch {
-                let t = epoch.max(*c.time());
-                output.session(&c.delayed(&t)).give(bid);
-            }
-            match ends.values().map(|e| e.1).min() {
+            read.fetch_add(n, Ordering::Relaxed);
+            parts.retain(|p| p.1 >= 0);
+            match parts.iter().map(|p| p.2).min() {
                 None => cap = None,
                 Some(least) => {
                     if least > *c.time() {
                         c.downgrade(&least);
                     }
-                    activator.activate_after(Duration::from_micros(200));
+                    if n > 0 {
+                        activator.activate();
+                    } else {
+                        activator.activate_after(Duration::from_micros(200));
+                    }
                 }
             }
         }

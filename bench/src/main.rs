@@ -281,7 +281,7 @@ fn nisshi_bin() -> String {
 /// The Kafka benchmarks (`--kafka`): the broker named by
 /// `LOCKSTEP_KAFKA_BROKERS`, else a nisshi of our own on loopback.
 #[allow(clippy::cast_precision_loss)]
-fn kafka_bench(n: u64, repeat: usize) {
+fn kafka_bench(n: u64, repeat: usize, live_only: bool, rate: u64) {
     let mut own = None;
     let brokers = match std::env::var("LOCKSTEP_KAFKA_BROKERS") {
         Ok(b) => b,
@@ -292,9 +292,22 @@ fn kafka_bench(n: u64, repeat: usize) {
                 .port();
             let dir = tempfile::tempdir().expect("dir");
             let child = Command::new(nisshi_bin())
-                .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{port}")])
-                .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{port}")])
-                .args(["--storage-engine", "memory://nisshi/", "--group-initial-rebalance-delay", "0s", "--silent"])
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &format!("tcp://127.0.0.1:{port}"),
+                ])
+                .args([
+                    "--advertised-listener-url",
+                    &format!("tcp://127.0.0.1:{port}"),
+                ])
+                .args([
+                    "--storage-engine",
+                    "memory://nisshi/",
+                    "--group-initial-rebalance-delay",
+                    "0s",
+                    "--silent",
+                ])
                 .current_dir(dir.path())
                 .spawn()
                 .expect("start nisshi (install it with scripts/setup.sh)");
@@ -323,7 +336,9 @@ fn kafka_bench(n: u64, repeat: usize) {
     println!("|----------|---|-------------|------------|------------|-------|----------|--------|--------|-------------|-----------|-----------|");
     for workers in [1, 2] {
         for job in ["kafka-null", "kafka-win"] {
-            row(job, workers, n, repeat);
+            if !live_only {
+                row(job, workers, n, repeat);
+            }
         }
     }
     // Latency, live: bids produced at a fixed rate, an unbounded job.
@@ -340,18 +355,27 @@ fn kafka_bench(n: u64, repeat: usize) {
         kafka::create_topic(&nisshi_bin(), &brokers, &out, kafka::PARTITIONS);
         let exe = std::env::current_exe().expect("exe");
         let mut child = Command::new(exe)
-            .args(["--child", "kafka-live", "lockstep", &workers.to_string(), "0"])
+            .args([
+                "--child",
+                "kafka-live",
+                "lockstep",
+                &workers.to_string(),
+                "0",
+            ])
             .env("LOCKSTEP_BENCH_TOPIC", &input)
             .env("LOCKSTEP_BENCH_OUT", &out)
             .spawn()
             .expect("spawn");
         std::thread::sleep(std::time::Duration::from_secs(2));
-        let rate = 20_000;
         let (mut lat, sent) = kafka::live(&brokers, &input, &out, rate, 10);
         let _ = child.kill();
         let _ = child.wait();
         lat.sort_by(f64::total_cmp);
-        let q = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(f64::NAN);
+        let q = |p: f64| {
+            lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
         println!(
             "| {workers} | {rate:>7} | {sent:>9} | {:>9} | {:>7.1} | {:>7.1} |",
             lat.len(),
@@ -670,6 +694,7 @@ usage: lockstep-bench [--quick] [--rss] [--checkpoints] [--only JOBS] [--repeat 
                 hand-written timely+rdkafka, at 1 and 2 workers (1M Nexmark
                 events' bids; a nisshi broker of its own unless
                 LOCKSTEP_KAFKA_BROKERS names one); then live latency
+                (--rate N bids/s, default 20000; --only live: latency only)
   --only JOBS   only these jobs, comma-separated (e.g. --only q5,q7)
   --repeat N    runs per figure (default 3); the best counts
   --events N    Nexmark events per job (default 10M, 1M with --quick)
@@ -708,6 +733,7 @@ fn main() {
         "--rss",
         "--checkpoints",
         "--kafka",
+        "--rate",
         "--only",
         "--repeat",
         "--events",
@@ -715,7 +741,7 @@ fn main() {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         assert!(known.contains(&a.as_str()), "unknown flag {a} (see --help)");
-        if matches!(a.as_str(), "--only" | "--repeat" | "--events") {
+        if matches!(a.as_str(), "--only" | "--repeat" | "--events" | "--rate") {
             it.next();
         }
     }
@@ -724,7 +750,10 @@ fn main() {
     let repeat = flag_value(&args, "--repeat").map_or(REPEAT, |v| v.parse().expect("--repeat N"));
     let only: Option<Vec<String>> =
         flag_value(&args, "--only").map(|v| v.split(',').map(str::to_string).collect());
-    if let Some(only) = &only {
+    if let Some(only) = only
+        .as_ref()
+        .filter(|_| !args.iter().any(|a| a == "--kafka"))
+    {
         for j in only {
             assert!(
                 JOBS.contains(&j.as_str()),
@@ -742,8 +771,16 @@ fn main() {
     }
     if args.iter().any(|a| a == "--kafka") {
         let n = flag_value(&args, "--events")
-            .map_or(if quick { 200_000 } else { 1_000_000 }, |v| v.parse().expect("--events N"));
-        kafka_bench(n, repeat);
+            .map_or(if quick { 200_000 } else { 1_000_000 }, |v| {
+                v.parse().expect("--events N")
+            });
+        let rate = flag_value(&args, "--rate").map_or(20_000, |v| v.parse().expect("--rate N"));
+        kafka_bench(
+            n,
+            repeat,
+            only.as_ref().is_some_and(|o| o.iter().any(|j| j == "live")),
+            rate,
+        );
         return;
     }
     if args.iter().any(|a| a == "--checkpoints") {

@@ -743,3 +743,27 @@ fn the_kafka_partitioned_example_reproduces_its_checked_in_output_as_a_cluster()
     lines.sort();
     assert_eq!(values(&read_topic(&b, &out)), lines);
 }
+
+#[test]
+fn a_commit_group_gets_the_offsets_read_for_monitoring() {
+    let b = brokers();
+    let dir = tempdir();
+    let input = topic("in", 3);
+    feed(dir.path(), &b, &input, 3_000);
+    let output = topic("out", 1);
+    let group = format!("monitor-{}", std::process::id());
+    kafka_job(dir.path(), &b, &input, &output);
+    let text = fs::read_to_string(dir.path().join("job.json")).expect("job");
+    write(
+        dir.path(),
+        "job.json",
+        &text.replace(
+            "\"until\": \"end\",",
+            &format!("\"until\": \"end\", \"commit_group\": \"{group}\","),
+        ),
+    );
+    run_ok(dir.path(), &["run", "job.json", "-q", "--workers", "2"]);
+    let ends = lockstep::kafka::high_watermarks(&b, &input).expect("watermarks");
+    let got = lockstep::kafka::committed(&b, &group, &input).expect("committed");
+    assert_eq!(got, ends.into_iter().map(Some).collect::<Vec<_>>());
+}
