@@ -147,6 +147,10 @@ pub struct Opened {
     existed: bool,
     /// The last complete checkpoint of this process's workers.
     pub candidate: Option<u64>,
+    /// The layout of the run that last wrote this store: (workers over
+    /// all processes, processes).
+    pub old_layout: Option<(u32, u32)>,
+    old_manifest: Option<Manifest>,
 }
 
 fn store_err(e: StoreError) -> String {
@@ -214,6 +218,8 @@ pub fn open(graph: &Graph, dir: &Path, layout: Layout, fresh: bool) -> Result<Op
     }
     let store = Store::open(dir, OpenMode::Create).map_err(store_err)?;
     let mut now = manifest(graph, layout);
+    let mut old_layout = None;
+    let mut old_manifest = None;
     let (candidate, existed) = match store.manifest().map_err(store_err)? {
         Some(old) => {
             let mut diffs = old.differences(&now);
@@ -244,23 +250,23 @@ pub fn open(graph: &Graph, dir: &Path, layout: Layout, fresh: bool) -> Result<Op
                     layout.process
                 ));
             }
-            if cluster && (old.workers, old.processes) != (layout.workers, layout.processes) {
-                return Err(format!(
-                    "state {}: the job ran as {} processes with {} workers each; a cluster job resumes only with the same --processes and --workers (moving state between processes is not supported yet), or add --fresh to start over",
-                    dir.display(),
-                    old.processes,
-                    old.workers / old.processes.max(1)
-                ));
-            }
+            old_layout = Some((old.workers, old.processes));
+            old_manifest = Some(old.clone());
             (store.complete(old.own_workers()).map_err(store_err)?, true)
         }
         None => (None, false),
     };
+    if let Some(m) = old_manifest.as_mut() {
+        // Table ids as stored (a reordered graph keeps them).
+        m.tables = now.tables.clone();
+    }
     Ok(Opened {
         store: Arc::new(store),
         now,
         existed,
         candidate,
+        old_layout,
+        old_manifest,
     })
 }
 
@@ -322,6 +328,129 @@ pub fn settle(opened: Opened, resume: Option<u64>) -> Result<Prepared, String> {
         existed,
         ..
     } = opened;
+    let resume = store.settle(resume, &now).map_err(store_err)?;
+    Ok(Prepared {
+        store,
+        resume,
+        existed,
+        tables: Arc::new(now.tables.clone()),
+        key_groups: now.key_groups,
+        manifest: now,
+    })
+}
+
+/// State on its way between the processes of a rescaled cluster: settled
+/// at the agreed checkpoint under the old layout (so that a crash during
+/// the move finds the move still to do), with what this process sends.
+pub struct Moving {
+    opened: Opened,
+    resume: Option<u64>,
+    /// The entries to send: (new owner worker, decisions?, key, value).
+    pub outgoing: Vec<(u64, bool, Vec<u8>, Vec<u8>)>,
+}
+
+impl Moving {
+    /// The store (receivers write moved entries into it).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.opened.store
+    }
+}
+
+/// Starts a move: settles the store at `resume` under its old layout (a
+/// new store is left as it is) and finds every entry whose owner under the
+/// new layout is a worker of another process: keyed state by key group,
+/// source and sink positions by partition owner, Kafka heartbeats by
+/// partition. `workers` is the new worker count per process.
+///
+/// # Errors
+/// The store cannot be read or written.
+pub fn start_move(
+    graph: &Graph,
+    opened: Opened,
+    resume: Option<u64>,
+    workers: u32,
+) -> Result<Moving, String> {
+    if let Some(old) = &opened.old_manifest {
+        opened.store.settle(resume, old).map_err(store_err)?;
+    }
+    let peers = opened.now.workers as usize;
+    let me = opened.now.process as usize;
+    let per = workers.max(1) as usize;
+    let groups = lockstep_state::KeyGroups::new(opened.now.key_groups.max(1));
+    let tables = &opened.now.tables;
+    let owner = |table: u32, group: u32, key: &[u8]| -> Option<usize> {
+        let name = tables.get(table as usize)?;
+        let part = || {
+            key.get(0..4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        if name.starts_with("node/") {
+            Some(groups.owner(group, peers))
+        } else if let Some(src) = name.strip_prefix("source/") {
+            let _ = src;
+            part().map(|p| p as usize % peers.max(1))
+        } else if let Some(sink) = name.strip_prefix("sink/") {
+            let idx = graph.sinks.iter().position(|s| s.name == sink)?;
+            part().map(|p| crate::runtime::sink_writer(idx, p, peers))
+        } else {
+            None
+        }
+    };
+    let mut outgoing = Vec::new();
+    for (k, v) in opened.store.entries(false).map_err(store_err)? {
+        let Some((table, group, key)) = lockstep_state::store::split_base_key(&k) else {
+            continue;
+        };
+        if let Some(w) = owner(table, group, key) {
+            if w / per != me {
+                outgoing.push((w as u64, false, k.clone(), v));
+            }
+        }
+    }
+    // Heartbeats follow their Kafka partition; other decisions (split
+    // boundaries, start-up plans) every process holds whole.
+    let kafka: std::collections::BTreeSet<u32> = graph
+        .sources
+        .iter()
+        .filter(|s| matches!(s.kind, SourceKind::Kafka(_)))
+        .filter_map(|s| table_id(tables, &source_table(&s.name)))
+        .collect();
+    for (k, v) in opened.store.entries(true).map_err(store_err)? {
+        let Some((table, part, _)) = lockstep_state::store::split_base_key(&k) else {
+            continue;
+        };
+        if kafka.contains(&table) && part != STARTUP {
+            let w = part as usize % peers.max(1);
+            if w / per != me {
+                outgoing.push((w as u64, true, k.clone(), v));
+            }
+        }
+    }
+    Ok(Moving {
+        opened,
+        resume,
+        outgoing,
+    })
+}
+
+/// Ends a move once every process wrote what it received: deletes what
+/// this process sent, writes the new layout and its markers at the agreed
+/// checkpoint, and settles the store for the run.
+///
+/// # Errors
+/// The store cannot be written.
+pub fn finish_move(moving: Moving, existed: bool) -> Result<Prepared, String> {
+    let Moving {
+        opened,
+        resume,
+        outgoing,
+    } = moving;
+    let sent: Vec<(bool, Vec<u8>)> = outgoing.into_iter().map(|(_, d, k, _)| (d, k)).collect();
+    opened
+        .store
+        .finish_move(&sent, &opened.now, resume)
+        .map_err(store_err)?;
+    let Opened { store, now, .. } = opened;
     let resume = store.settle(resume, &now).map_err(store_err)?;
     Ok(Prepared {
         store,

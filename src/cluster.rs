@@ -281,6 +281,9 @@ pub struct Hello {
     pub stateful: bool,
     /// Its last complete checkpoint (with `--state`).
     pub candidate: Option<u64>,
+    /// The layout its state was last written by (workers over all
+    /// processes, processes); `None`: no state yet.
+    pub old: Option<(u32, u32)>,
     /// Start-up decisions (name, bytes), e.g. the offsets a Kafka source
     /// starts and ends at: process 0's are every process's.
     pub decisions: Vec<(String, Vec<u8>)>,
@@ -294,6 +297,11 @@ pub struct Agreement {
     pub resume: Option<u64>,
     /// Process 0's start-up decisions.
     pub decisions: Vec<(String, Vec<u8>)>,
+    /// The cluster changed shape (or gained processes) since its state was
+    /// written: state moves to its new owners before the job runs.
+    pub moving: bool,
+    /// Some process held state of an earlier run of this job.
+    pub existed: bool,
 }
 
 /// The fingerprint of a graph for the start-up check: its name, and every
@@ -334,6 +342,76 @@ pub fn exchange(worker: &mut Worker, hello: Option<Hello>) -> Vec<Hello> {
     let mut all = got.take();
     all.sort_by_key(|h| h.process);
     all
+}
+
+/// One entry of state on its way to its new owner: (new owner worker,
+/// decisions column?, key, value).
+pub type MovedEntry = (u64, bool, Vec<u8>, Vec<u8>);
+
+/// Moves state between processes ("dataflow 0b"): every worker sends
+/// `outgoing` (this process's entries that other processes now own; empty
+/// but on one worker per process) to the first worker of the owner's
+/// process, which writes what it receives into its `store` (synced) before
+/// it releases its capability. When this returns, every process has
+/// written what it received, so senders may delete what they sent.
+///
+/// # Errors
+/// Entries arrived at a process without a store, or could not be written.
+pub fn move_state(
+    worker: &mut Worker,
+    workers: usize,
+    outgoing: Vec<MovedEntry>,
+    store: Option<Arc<lockstep_state::store::Store>>,
+) -> Result<(), String> {
+    use timely::dataflow::channels::pact::Exchange;
+    use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+    let result: Rc<RefCell<Result<(), String>>> = Rc::new(RefCell::new(Ok(())));
+    let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<MovedEntry>>>::new();
+    let probe = ProbeHandle::new();
+    let per = workers.max(1) as u64;
+    let res = Rc::clone(&result);
+    worker.dataflow::<u64, _, _>(|scope| {
+        let stream = scope.input_from(&mut input);
+        let mut builder = OperatorBuilder::new("receive moved state".to_string(), scope);
+        let mut entries =
+            builder.new_input(stream, Exchange::new(move |e: &MovedEntry| e.0 / per * per));
+        let (_out, done) = builder.new_output::<Vec<()>>();
+        builder.build(move |mut caps| {
+            let mut cap = caps.pop();
+            let mut got: Vec<(bool, Vec<u8>, Vec<u8>)> = Vec::new();
+            move |frontiers| {
+                entries.for_each(|_, data| {
+                    for (_, d, k, v) in data.drain(..) {
+                        got.push((d, k, v));
+                    }
+                });
+                if cap.is_some() && frontiers[0].frontier().is_empty() {
+                    if !got.is_empty() {
+                        let written = match &store {
+                            Some(s) => s.put_entries(&got).map_err(|e| e.0),
+                            None => Err("state arrived for a process without --state".to_string()),
+                        };
+                        if let Err(e) = written {
+                            *res.borrow_mut() = Err(e);
+                        }
+                        got.clear();
+                    }
+                    // Released only now: the probe completes once every
+                    // process wrote what it received.
+                    cap = None;
+                }
+            }
+        });
+        done.probe_with(&probe);
+    });
+    for e in outgoing {
+        input.send(e);
+    }
+    input.close();
+    while !probe.done() {
+        worker.step_or_park(Some(Duration::from_millis(10)));
+    }
+    result.replace(Ok(()))
 }
 
 /// The agreement of every process's hello, or the one error every process
@@ -387,14 +465,65 @@ pub fn agree(all: &[Hello], me: &Hello) -> Result<Agreement, String> {
             problems.join("\n  ")
         ));
     }
-    let resume = all
+    // With state: the layout it was written by, and whether it moves.
+    let now = (first.workers * first.processes, first.processes);
+    let with_state: Vec<&Hello> = all.iter().filter(|h| h.old.is_some()).collect();
+    if with_state.is_empty() {
+        return Ok(Agreement {
+            resume: None,
+            decisions: first.decisions.clone(),
+            moving: false,
+            existed: false,
+        });
+    }
+    // Processes that finished an interrupted move already have the new
+    // layout; the others agree on one old layout.
+    let olds: std::collections::BTreeSet<(u32, u32)> = with_state
+        .iter()
+        .filter_map(|h| h.old)
+        .filter(|o| *o != now)
+        .collect();
+    if olds.len() > 1 {
+        return Err(format!(
+            "the processes' --state directories were written by clusters of different shapes ({}); give each process the directory it used last",
+            olds.iter()
+                .map(|(w, p)| format!("{p} processes × {} workers", w / p.max(&1)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let old = olds.first().copied().unwrap_or(now);
+    if old.1 > now.1 {
+        return Err(format!(
+            "the job's state is spread over {} processes, and this cluster has {}: a cluster can grow or change its workers per process, but not shrink (the state of processes {} to {} would be lost); start {} processes",
+            old.1,
+            now.1,
+            now.1,
+            old.1 - 1,
+            old.1
+        ));
+    }
+    for p in 0..old.1 {
+        if all.get(p as usize).is_some_and(|h| h.old.is_none()) {
+            return Err(format!(
+                "process {p}'s --state directory holds no state, but the job's state is spread over {} processes and process {p} had a part of it; give process {p} the directory it used last (or start every process with --fresh)",
+                old.1
+            ));
+        }
+    }
+    let resume = with_state
         .iter()
         .map(|h| h.candidate)
         .collect::<Option<Vec<u64>>>()
         .and_then(|v| v.into_iter().min());
+    let cluster = old.1 > 1 || now.1 > 1;
+    let moving =
+        cluster && (with_state.iter().any(|h| h.old != Some(now)) || with_state.len() < all.len());
     Ok(Agreement {
         resume,
         decisions: first.decisions.clone(),
+        moving,
+        existed: true,
     })
 }
 
@@ -410,6 +539,7 @@ mod tests {
             fingerprint: "f".into(),
             stateful: true,
             candidate,
+            old: Some((4, 2)),
             decisions: vec![("d".into(), vec![process as u8])],
         }
     }

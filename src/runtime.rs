@@ -527,6 +527,7 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
         fingerprint: crate::cluster::fingerprint(&graph),
         stateful: opened.is_some(),
         candidate: opened.as_ref().and_then(|o| o.candidate),
+        old: opened.as_ref().and_then(|o| o.old_layout),
         decisions,
     };
     let config = match &opts.cluster {
@@ -555,10 +556,45 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
         let executed = timely::execute(config, move |worker| {
             let local = worker.index() % workers;
             let all = crate::cluster::exchange(worker, (local == 0).then(|| hello.clone()));
-            if local == 0 {
-                let result = crate::cluster::agree(&all, &hello).and_then(|a| {
+            let agreed = crate::cluster::agree(&all, &hello);
+            // A cluster whose shape changed moves state to its new owners
+            // first; every worker of every process takes part.
+            let mut moved: Option<Result<Option<checkpoint::Prepared>, String>> = None;
+            if let Some(a) = agreed.as_ref().ok().filter(|a| a.moving) {
+                let moving = (local == 0).then(|| {
                     let opened = opened.lock().ok().and_then(|mut o| o.take());
-                    set_up(&g, opened, a, started, (workers, total, process)).map(Arc::new)
+                    opened
+                        .map(|o| {
+                            checkpoint::start_move(
+                                &g,
+                                o,
+                                a.resume,
+                                u32::try_from(workers).unwrap_or(1),
+                            )
+                        })
+                        .transpose()
+                });
+                let (outgoing, store) = match &moving {
+                    Some(Ok(Some(m))) => (m.outgoing.clone(), Some(Arc::clone(m.store()))),
+                    _ => (Vec::new(), None),
+                };
+                let sent = crate::cluster::move_state(worker, workers, outgoing, store);
+                if let Some(m) = moving {
+                    moved = Some(sent.and(m).and_then(|m| {
+                        m.map(|m| checkpoint::finish_move(m, a.existed)).transpose()
+                    }));
+                }
+            }
+            if local == 0 {
+                let result = agreed.and_then(|a| {
+                    let prepared = match moved {
+                        Some(m) => m?,
+                        None => match opened.lock().ok().and_then(|mut o| o.take()) {
+                            Some(o) => Some(checkpoint::settle(o, a.resume)?),
+                            None => None,
+                        },
+                    };
+                    set_up(&g, prepared, a, started, (workers, total, process)).map(Arc::new)
                 });
                 if let Ok(mut s) = sl.0.lock() {
                     *s = Some(result);
@@ -732,16 +768,16 @@ fn startup_decisions(
 /// sink writers), and makes the state its workers share.
 fn set_up(
     graph: &Arc<Graph>,
-    opened: Option<checkpoint::Opened>,
+    mut prepared: Option<checkpoint::Prepared>,
     agreed: crate::cluster::Agreement,
     started: Instant,
     (workers, total, process): (usize, u32, usize),
 ) -> Result<ProcessRun, String> {
     let peers = total as usize;
-    let prepared = match opened {
-        Some(o) => Some(checkpoint::settle(o, agreed.resume)?),
-        None => None,
-    };
+    if let Some(p) = prepared.as_mut() {
+        // A process that joined a cluster with state resumes its job.
+        p.existed |= agreed.existed;
+    }
     let finished = prepared
         .as_ref()
         .is_some_and(|p| p.resume == Some(FINISHED));

@@ -220,6 +220,9 @@ pub enum OpenMode {
     Existing,
 }
 
+/// A raw key and value of a column family.
+pub type RawEntry = (Vec<u8>, Vec<u8>);
+
 /// A key of `state`: table, key group, key bytes.
 pub fn base_key(table: u32, group: u32, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + key.len());
@@ -685,6 +688,74 @@ impl Store {
                 .map_err(|e| self.err("cannot flush the settled checkpoint", &e))?;
         }
         Ok(resume)
+    }
+
+    /// Every entry of the `state` (`decisions`: false) or `decisions`
+    /// (true) column family, in key order: for moving state between the
+    /// processes of a rescaled cluster.
+    ///
+    /// # Errors
+    /// Read errors.
+    pub fn entries(&self, decisions: bool) -> Result<Vec<RawEntry>, StoreError> {
+        let cf = self.cf(if decisions { CF_DECISIONS } else { CF_STATE })?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.err("cannot read state", &e))?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Writes entries another process moved here (`(decisions, key,
+    /// value)`), as one synced batch.
+    ///
+    /// # Errors
+    /// Write errors.
+    pub fn put_entries(&self, entries: &[(bool, Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        let (state, decisions) = (self.cf(CF_STATE)?, self.cf(CF_DECISIONS)?);
+        let mut b = WriteBatch::default();
+        for (d, k, v) in entries {
+            b.put_cf(if *d { decisions } else { state }, k, v);
+        }
+        self.write(b, "cannot write state moved from another process")
+    }
+
+    /// Ends a move of state between processes, as one synced batch: deletes
+    /// the entries this process sent away (`(decisions, key)`), replaces
+    /// every marker by markers at `resume` for the workers `manifest` gives
+    /// this process, and writes `manifest` (the new layout).
+    ///
+    /// # Errors
+    /// Write errors.
+    pub fn finish_move(
+        &self,
+        sent: &[(bool, Vec<u8>)],
+        manifest: &Manifest,
+        resume: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let (meta, state, decisions) = (
+            self.cf(CF_META)?,
+            self.cf(CF_STATE)?,
+            self.cf(CF_DECISIONS)?,
+        );
+        let mut b = WriteBatch::default();
+        for (d, k) in sent {
+            b.delete_cf(if *d { decisions } else { state }, k);
+        }
+        for w in self.markers()?.keys() {
+            b.delete_cf(meta, marker_key(*w));
+        }
+        if let Some(r) = resume {
+            for w in manifest.own_workers() {
+                b.put_cf(meta, marker_key(w), r.to_be_bytes());
+            }
+        }
+        let text = serde_json::to_vec_pretty(manifest).map_err(|e| StoreError(e.to_string()))?;
+        b.put_cf(meta, MANIFEST, text);
+        self.write(b, "cannot finish moving state between processes")?;
+        self.db
+            .flush_cf(state)
+            .map_err(|e| self.err("cannot flush moved state", &e))
     }
 
     /// Writes one worker's checkpoint at `epoch` as one synced batch: its

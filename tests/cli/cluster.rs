@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::common::{
     assert_same, free_port, hosts_file, lockstep, root, run_cluster, run_ok, spawn_process,
-    tempdir, wait_all, write,
+    spawn_process_env, tempdir, wait_all, write,
 };
 
 /// The crash-test job (tumbling, sliding and session windows, joins, an
@@ -332,4 +332,124 @@ fn an_unreachable_peer_is_a_timeout_and_a_port_in_use_an_error() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn a_cluster_resumes_with_other_workers_per_process_and_more_processes_moving_state() {
+    let events = 400_000;
+    let want = {
+        let d = tempdir();
+        job(d.path(), events);
+        run_ok(d.path(), &["run", "graph.json", "-q", "--workers", "2"]);
+        outputs(d.path())
+    };
+    let dir = tempdir();
+    job(dir.path(), events);
+    // (processes, workers per process) of each start. Each but the last
+    // crashes: process 0 aborts inside worker 0's 3rd checkpoint write (the
+    // crash-test hook; a kill -9 there), taking the cluster down, so every
+    // restart resumes from a checkpoint with state in it.
+    let shapes = [(2usize, 2usize), (2, 1), (3, 1), (3, 2)];
+    let mut kills = 0;
+    for (k, &(n, w)) in shapes.iter().enumerate() {
+        let hosts = hosts_file(dir.path(), n);
+        let last = k + 1 == shapes.len();
+        let children: Vec<_> = (0..n)
+            .map(|i| {
+                let state = format!("state{i}");
+                let ws = w.to_string();
+                let args = [
+                    "--workers",
+                    &ws,
+                    "--state",
+                    &state,
+                    "--connect-timeout",
+                    "20",
+                ];
+                let env: &[(&str, &str)] = if i == 0 && !last {
+                    &[("LOCKSTEP_CRASH_AT_CHECKPOINT", "3:after")]
+                } else {
+                    &[]
+                };
+                spawn_process_env(dir.path(), "graph.json", n, i, &hosts, &args, env)
+            })
+            .collect();
+        let runs = wait_all(children, Duration::from_secs(120));
+        if !last {
+            assert!(
+                runs[0].stderr.contains("aborting in checkpoint 3"),
+                "{n} × {w}: {}",
+                runs[0].stderr
+            );
+            kills += 1;
+        } else {
+            for (i, r) in runs.iter().enumerate() {
+                assert_eq!(r.code, 0, "process {i} of {n} × {w}: {}", r.stderr);
+                // It resumed from a checkpoint of the 3 × 1 run, not
+                // from the beginning.
+                assert!(
+                    r.stderr.contains("resumed after the checkpoint at epoch"),
+                    "{}",
+                    r.stderr
+                );
+            }
+        }
+    }
+    assert_eq!(kills, 3);
+    assert_outputs(
+        &want,
+        &outputs(dir.path()),
+        "after rescaling 2×2 → 2×1 → 3×1 → 3×2",
+    );
+}
+
+#[test]
+fn a_cluster_cannot_shrink_below_the_processes_holding_its_state() {
+    let dir = tempdir();
+    job(dir.path(), 200_000);
+    let hosts = hosts_file(dir.path(), 3);
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            let state = format!("state{i}");
+            let env: &[(&str, &str)] = if i == 0 {
+                &[("LOCKSTEP_CRASH_AT_CHECKPOINT", "2:after")]
+            } else {
+                &[]
+            };
+            spawn_process_env(
+                dir.path(),
+                "graph.json",
+                3,
+                i,
+                &hosts,
+                &["--state", &state, "-q"],
+                env,
+            )
+        })
+        .collect();
+    let runs = wait_all(children, Duration::from_secs(60));
+    assert!(
+        runs[0].stderr.contains("aborting in checkpoint 2"),
+        "{}",
+        runs[0].stderr
+    );
+    let hosts = hosts_file(dir.path(), 2);
+    let runs = wait_all(
+        (0..2)
+            .map(|i| {
+                let state = format!("state{i}");
+                spawn_process(dir.path(), "graph.json", 2, i, &hosts, &["--state", &state])
+            })
+            .collect(),
+        Duration::from_secs(60),
+    );
+    for r in &runs {
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("the job's state is spread over 3 processes, and this cluster has 2"),
+            "{}",
+            r.stderr
+        );
+    }
 }

@@ -153,7 +153,21 @@ pub fn spawn_process(
     hosts: &Path,
     args: &[&str],
 ) -> std::process::Child {
+    spawn_process_env(dir, graph, n, i, hosts, args, &[])
+}
+
+/// [`spawn_process`] with extra environment variables.
+pub fn spawn_process_env(
+    dir: &Path,
+    graph: &str,
+    n: usize,
+    i: usize,
+    hosts: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Child {
     Command::new(bin())
+        .envs(env.iter().copied())
         .args(["run", graph, "--processes", &n.to_string()])
         .args(["--process-id", &i.to_string(), "--hosts"])
         .arg(hosts)

@@ -767,3 +767,70 @@ fn a_commit_group_gets_the_offsets_read_for_monitoring() {
     let got = lockstep::kafka::committed(&b, &group, &input).expect("committed");
     assert_eq!(got, ends.into_iter().map(Some).collect::<Vec<_>>());
 }
+
+#[test]
+fn start_latest_or_at_a_time_skips_what_came_before() {
+    let b = brokers();
+    let dir = tempdir();
+    let input = topic("in", 2);
+    // Plain records (no lockstep headers), as another program would write.
+    let feed_ids = |first: i64| {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let p: BaseProducer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .create()
+            .expect("producer");
+        for id in first..first + 100 {
+            let (k, v) = (id.to_string(), format!("{{\"id\":{id}}}"));
+            p.send(BaseRecord::to(&input).key(&k).payload(&v))
+                .expect("send");
+        }
+        p.flush(Duration::from_secs(30)).expect("flush");
+    };
+    feed_ids(0);
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    std::thread::sleep(Duration::from_millis(200));
+    feed_ids(1000);
+    let ids = |start: &str| -> Vec<i64> {
+        write(
+            dir.path(),
+            "job.json",
+            &format!(
+                r#"{{"version": 1, "name": "from", "time": {{"epoch_records": 1000}},
+  "sources": {{"src": {{"type": "kafka", "brokers": "{b}", "topic": "{input}", "until": "end",
+    "start": {start}, "schema": {{"id": "int"}}}}}},
+  "nodes": {{}},
+  "sinks": {{"out": {{"type": "file", "input": "src", "path": "out.jsonl", "order_by": ["id"]}}}}}}"#
+            ),
+        );
+        run_ok(dir.path(), &["run", "job.json", "-q", "--workers", "2"]);
+        let mut v: Vec<i64> = fs::read_to_string(dir.path().join("out.jsonl"))
+            .expect("out")
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).expect("json")["id"]
+                    .as_i64()
+                    .expect("id")
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let second: Vec<i64> = (1000..1100).collect();
+    assert_eq!(ids(&t.to_string()), second, "start at a time in ms");
+    let rfc = lockstep::operators::timefmt::format_rfc3339(t).expect("time");
+    assert_eq!(
+        ids(&format!("\"{rfc}\"")),
+        second,
+        "start at an RFC 3339 time"
+    );
+    assert_eq!(ids("\"earliest\"").len(), 200);
+    assert!(
+        ids("\"latest\"").is_empty(),
+        "latest reads only what comes after the start"
+    );
+}
