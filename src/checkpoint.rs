@@ -354,6 +354,15 @@ impl Moving {
     pub fn store(&self) -> &Arc<Store> {
         &self.opened.store
     }
+
+    /// For a new store: the layout and checkpoint it records with the
+    /// state it receives.
+    pub fn adopt(&self) -> Option<(Manifest, Option<u64>)> {
+        self.opened
+            .old_manifest
+            .is_none()
+            .then(|| (self.opened.now.clone(), self.resume))
+    }
 }
 
 /// Starts a move: settles the store at `resume` under its old layout (a

@@ -244,6 +244,12 @@ pub fn quiet_panics(options: &ClusterOptions, job: &str) {
             );
             std::process::exit(1);
         }
+        // Every later panic (other threads losing the same connections)
+        // waits here while the first one ends the process: unwinding them
+        // could abort it first, with another exit status.
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }));
 }
 
@@ -362,6 +368,7 @@ pub fn move_state(
     workers: usize,
     outgoing: Vec<MovedEntry>,
     store: Option<Arc<lockstep_state::store::Store>>,
+    adopt: Option<(lockstep_state::store::Manifest, Option<u64>)>,
 ) -> Result<(), String> {
     use timely::dataflow::channels::pact::Exchange;
     use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -388,7 +395,9 @@ pub fn move_state(
                 if cap.is_some() && frontiers[0].frontier().is_empty() {
                     if !got.is_empty() {
                         let written = match &store {
-                            Some(s) => s.put_entries(&got).map_err(|e| e.0),
+                            Some(s) => s
+                                .put_entries(&got, adopt.as_ref().map(|(m, r)| (m, *r)))
+                                .map_err(|e| e.0),
                             None => Err("state arrived for a process without --state".to_string()),
                         };
                         if let Err(e) = written {

@@ -295,6 +295,14 @@ impl PartitionReader for KafkaReader {
         u64::try_from(self.next).unwrap_or(0)
     }
 
+    fn caught_up(&mut self) -> bool {
+        // The partition's high watermark now: what a lost run can have
+        // read is below it. Unknown (the broker away) is not caught up.
+        self.consumer
+            .fetch_watermarks(&self.topic, self.partition as i32, Duration::from_secs(1))
+            .is_ok_and(|(_, hi)| self.next >= hi)
+    }
+
     fn last_raw(&mut self) -> Option<(String, u64)> {
         self.last_raw.clone()
     }
@@ -346,6 +354,12 @@ impl PartitionReader for KafkaReader {
                 Some(Ok(m)) => {
                     if m.partition() != self.partition as i32 || m.offset() < self.next {
                         continue;
+                    }
+                    if self.end.is_some_and(|e| m.offset() >= e) {
+                        // Past the planned end (the offsets before it held
+                        // no records): the partition ends at its plan.
+                        self.next = self.end.unwrap_or(self.next);
+                        return Ok(None);
                     }
                     self.next = m.offset() + 1;
                     let item = Self::item(&self.schema, &mut self.last_raw, &m);
@@ -559,6 +573,9 @@ pub fn producer(
     let mut c = client_config(brokers, &IndexMap::new());
     c.set("enable.idempotence", "true")
         .set("acks", "all")
+        // A record that fails for good stops later ones of its partition
+        // too, so a failure never leaves a gap behind acknowledged records.
+        .set("enable.gapless.guarantee", "true")
         // 0: no delivery timeout; a record waits for the broker however
         // long it is down (librdkafka retries with backoff).
         .set("message.timeout.ms", "0")

@@ -574,11 +574,13 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
                         })
                         .transpose()
                 });
-                let (outgoing, store) = match &moving {
-                    Some(Ok(Some(m))) => (m.outgoing.clone(), Some(Arc::clone(m.store()))),
-                    _ => (Vec::new(), None),
+                let (outgoing, store, adopt) = match &moving {
+                    Some(Ok(Some(m))) => {
+                        (m.outgoing.clone(), Some(Arc::clone(m.store())), m.adopt())
+                    }
+                    _ => (Vec::new(), None, None),
                 };
-                let sent = crate::cluster::move_state(worker, workers, outgoing, store);
+                let sent = crate::cluster::move_state(worker, workers, outgoing, store, adopt);
                 if let Some(m) = moving {
                     moved = Some(sent.and(m).and_then(|m| {
                         m.map(|m| checkpoint::finish_move(m, a.existed)).transpose()

@@ -508,6 +508,7 @@ pub fn build<'s>(
                                 }
                             }
                             Ok(Some(Item::Bad { raw, reason, line })) => {
+                                part.idle_since = None;
                                 let (e, t) = bad_stamp(part, time, ooo);
                                 (
                                     e,
@@ -523,6 +524,7 @@ pub fn build<'s>(
                                 if let Some(ms) = heartbeat_ms {
                                     if part.beats.is_empty()
                                         && now.duration_since(since) >= Duration::from_millis(ms)
+                                        && part.reader.caught_up()
                                     {
                                         part.idle_since = Some(now);
                                         let t = wall_ms();

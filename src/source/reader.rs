@@ -47,6 +47,13 @@ pub trait PartitionReader {
         None
     }
 
+    /// Whether the reader has read everything its input holds now (an
+    /// unbounded source asks before a heartbeat: a replay that has not
+    /// caught up with what a lost run read must not decide anew).
+    fn caught_up(&mut self) -> bool {
+        true
+    }
+
     /// Where the next item starts: a byte offset (files), a record number
     /// (generators), an event offset (nexmark). A reader opened at this
     /// position yields the same items from here on.

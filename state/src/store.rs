@@ -711,11 +711,28 @@ impl Store {
     ///
     /// # Errors
     /// Write errors.
-    pub fn put_entries(&self, entries: &[(bool, Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+    pub fn put_entries(
+        &self,
+        entries: &[(bool, Vec<u8>, Vec<u8>)],
+        adopt: Option<(&Manifest, Option<u64>)>,
+    ) -> Result<(), StoreError> {
         let (state, decisions) = (self.cf(CF_STATE)?, self.cf(CF_DECISIONS)?);
         let mut b = WriteBatch::default();
         for (d, k, v) in entries {
             b.put_cf(if *d { decisions } else { state }, k, v);
+        }
+        // A new store records its layout with the state it receives: a
+        // crash before the move ends then finds it holding its part.
+        if let Some((manifest, resume)) = adopt {
+            let meta = self.cf(CF_META)?;
+            if let Some(r) = resume {
+                for w in manifest.own_workers() {
+                    b.put_cf(meta, marker_key(w), r.to_be_bytes());
+                }
+            }
+            let text =
+                serde_json::to_vec_pretty(manifest).map_err(|e| StoreError(e.to_string()))?;
+            b.put_cf(meta, MANIFEST, text);
         }
         self.write(b, "cannot write state moved from another process")
     }
