@@ -206,8 +206,13 @@ impl Checkpointer {
             Some(written)
         };
         if self.crash_at == Some((target, at)) || self.crash_at == Some((Some(written), at)) {
+            let last = if epoch == FINISHED {
+                ", the final one"
+            } else {
+                ""
+            };
             eprintln!(
-                "lockstep: LOCKSTEP_CRASH_AT_CHECKPOINT: aborting in checkpoint {written} ({at:?})"
+                "lockstep: LOCKSTEP_CRASH_AT_CHECKPOINT: aborting in checkpoint {written} ({at:?}{last})"
             );
             std::process::abort();
         }

@@ -834,3 +834,121 @@ fn start_latest_or_at_a_time_skips_what_came_before() {
         "latest reads only what comes after the start"
     );
 }
+
+#[test]
+fn a_replay_repeats_the_logged_heartbeats_and_so_the_same_records_are_late() {
+    let b = brokers();
+    let dir = tempdir();
+    let input = topic("in", 2);
+    let output = topic("out", 1);
+    // 50 records, all in one partition, about five seconds old; the other
+    // partition stays empty, so only heartbeats let windows fire.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let p: BaseProducer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .create()
+            .expect("producer");
+        for i in 0..50i64 {
+            let v = format!("{{\"k\":7,\"ts\":{}}}", now - 5_000 + i * 10);
+            p.send(BaseRecord::to(&input).key("7").payload(&v).partition(0))
+                .expect("send");
+        }
+        p.flush(Duration::from_secs(30)).expect("flush");
+    }
+    write(
+        dir.path(),
+        "job.json",
+        &format!(
+            r#"{{"version": 1, "name": "beats", "time": {{"epoch_ms": 100}},
+  "sources": {{"src": {{"type": "kafka", "brokers": "{b}", "topic": "{input}", "idle_ms": 300,
+    "schema": {{"k": "int", "ts": "timestamp"}}, "event_time": {{"field": "ts"}}}}}},
+  "nodes": {{"w": {{"type": "window", "input": "src", "key": ["k"], "window": {{"tumbling_ms": 1000}},
+                  "aggregate": {{"n": "count(*)"}}}}}},
+  "sinks": {{"out": {{"type": "kafka", "input": "w", "brokers": "{b}", "topic": "{output}"}},
+            "late": {{"type": "null", "input": "w.late"}}}}}}"#
+        ),
+    );
+    // Run 1 writes the windows the heartbeats let fire, then dies inside a
+    // checkpoint, before it is written: the N-th, for the first N whose
+    // crash comes after the output (checkpoints before it may come first).
+    let mut first = None;
+    let mut started = 0i64;
+    for n in 1..=6 {
+        let _ = fs::remove_dir_all(dir.path().join("st"));
+        started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64;
+        let mut child = Command::new(bin())
+            .args(["run", "job.json", "--state", "st"])
+            .env("LOCKSTEP_CRASH_AT_CHECKPOINT", format!("{n}:before"))
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run 1");
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(8) && child.try_wait().expect("wait").is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let crashed = child.try_wait().expect("wait").is_some();
+        let _ = child.kill();
+        let _ = child.wait();
+        let got = read_topic(&b, &output);
+        if crashed && got.iter().map(Vec::len).sum::<usize>() > 0 {
+            first = Some(got);
+            break;
+        }
+        assert!(
+            got.iter().all(Vec::is_empty),
+            "output appeared without a crash after it (checkpoint {n})"
+        );
+    }
+    let first = first.expect("a crash after the windows were written");
+    // A record arrives after the heartbeat run 1 logged at the end of
+    // partition 0, a second older than run 1's start: late after that
+    // heartbeat (its window had fired), so a replay that repeats the
+    // heartbeat drops it to `late`; one that decided anew would count it
+    // in a window of its own, and write that window.
+    {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let p: BaseProducer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .create()
+            .expect("producer");
+        let v = format!("{{\"k\":7,\"ts\":{}}}", started - 1_000);
+        p.send(BaseRecord::to(&input).key("7").payload(&v).partition(0))
+            .expect("send");
+        p.flush(Duration::from_secs(30)).expect("flush");
+    }
+    // Run 2 replays from the beginning: the logged heartbeats at the same
+    // positions form the same epochs, so every regenerated window has the
+    // position it had and is skipped. New heartbeats (with later times)
+    // would put the windows in other epochs and write them again.
+    let mut child = Command::new(bin())
+        .args(["run", "job.json", "--state", "st", "-q"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run 2");
+    std::thread::sleep(Duration::from_secs(4));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(read_topic(&b, &output), first, "every window once");
+    let total: i64 = first
+        .iter()
+        .flatten()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.1).expect("json")["n"]
+                .as_i64()
+                .expect("n")
+        })
+        .sum();
+    assert_eq!(total, 50);
+}
