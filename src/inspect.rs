@@ -135,22 +135,46 @@ pub fn offsets(dir: &Path) -> Result<String, String> {
             .map_err(|e| e.0)?;
     }
     let _ = writeln!(out, "sink\tpartition\tbytes\tcrc32\trecords");
+    let mut kafka = String::new();
     for (id, name) in table_ids(&m, "sink/") {
         store
             .scan_table_at(id, at, &mut |_, key, value| {
-                let p: SinkPos = decode_value(value)?;
-                let _ = writeln!(
-                    out,
-                    "{}\t{}\t{}\t{:08x}\t{}",
-                    &name["sink/".len()..],
-                    part_of(key),
-                    p.len,
-                    p.crc,
-                    p.records
-                );
+                // A file sink's position is three fixed-size integers
+                // (format byte, then 20 bytes); a Kafka sink's is not.
+                if value.len() == 21 {
+                    let p: SinkPos = decode_value(value)?;
+                    let _ = writeln!(
+                        out,
+                        "{}\t{}\t{}\t{:08x}\t{}",
+                        &name["sink/".len()..],
+                        part_of(key),
+                        p.len,
+                        p.crc,
+                        p.records
+                    );
+                } else {
+                    let p: crate::sink_kafka::KafkaSinkPos = decode_value(value)?;
+                    let (pos, offset) = p.last.map_or(("-".to_string(), "-".to_string()), |l| {
+                        (format!("{}.{}", l.0, l.1), l.2.to_string())
+                    });
+                    let _ = writeln!(
+                        kafka,
+                        "{}\t{}\t{}\t{pos}\t{offset}",
+                        &name["sink/".len()..],
+                        part_of(key),
+                        p.records
+                    );
+                }
                 Ok(())
             })
             .map_err(|e| e.0)?;
+    }
+    if !kafka.is_empty() {
+        let _ = writeln!(
+            out,
+            "kafka sink\tpartition\trecords\tlast position\tits offset"
+        );
+        out.push_str(&kafka);
     }
     Ok(out)
 }

@@ -952,3 +952,69 @@ fn a_replay_repeats_the_logged_heartbeats_and_so_the_same_records_are_late() {
         .sum();
     assert_eq!(total, 50);
 }
+
+#[test]
+fn a_re_created_output_topic_is_an_error_not_a_silent_rewrite() {
+    let b = brokers();
+    let dir = tempdir();
+    let input = topic("in", 2);
+    feed(dir.path(), &b, &input, 200_000);
+    // Crash after a checkpoint recorded sink positions (not the final one).
+    let mut crashed = None;
+    for k in [8, 6, 5, 4, 3, 2] {
+        let output = topic("out", 2);
+        kafka_job(dir.path(), &b, &input, &output);
+        let _ = fs::remove_dir_all(dir.path().join("st"));
+        let r = Command::new(bin())
+            .args(["run", "job.json", "--state", "st"])
+            .env("LOCKSTEP_CRASH_AT_CHECKPOINT", format!("{k}:after"))
+            .current_dir(dir.path())
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&r.stderr);
+        if err.contains("aborting in checkpoint") && !err.contains("the final one") {
+            // The checkpoint must hold written records for the check to
+            // have something to verify.
+            let v = run_ok(dir.path(), &["state", "st", "offsets"]);
+            let written = v
+                .stdout
+                .split("kafka sink\tpartition")
+                .nth(1)
+                .is_some_and(|t| t.lines().skip(1).any(|l| !l.ends_with("\t-")));
+            if written {
+                crashed = Some(output);
+                break;
+            }
+        }
+    }
+    let output = crashed.expect("a crash before the final checkpoint");
+    // The topic is deleted and made again, empty, with the same partitions.
+    for args in [
+        vec!["topic", "delete", output.as_str()],
+        vec!["topic", "create", output.as_str(), "--partitions", "2"],
+    ] {
+        let out = Command::new(nisshi())
+            .args(&args)
+            .args(["--broker", &format!("tcp://{b}")])
+            .output()
+            .expect("nisshi");
+        assert!(
+            out.status.success(),
+            "{:?}: {}",
+            args,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let r = lockstep(dir.path(), &["run", "job.json", "--state", "st"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("topic \"{output}\" partition"))
+            && r.stderr.contains("no longer holds the record at offset"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        read_topic(&b, &output).iter().all(Vec::is_empty),
+        "nothing written"
+    );
+}
