@@ -541,6 +541,10 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
     let slot: SetupSlot = Arc::new((Mutex::new(None), std::sync::Condvar::new()));
     let opened = Arc::new(Mutex::new(opened));
     let (g, sl) = (Arc::clone(&graph), Arc::clone(&slot));
+    // Standard output is the job's again (timely's connection messages went
+    // to stderr): workers wait for it before building the job's dataflow.
+    let stdout_ready = Arc::new(AtomicBool::new(opts.cluster.is_none()));
+    let ready = Arc::clone(&stdout_ready);
     let redirect = opts
         .cluster
         .as_ref()
@@ -617,6 +621,9 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
                 }
             };
             if !run.finished {
+                while !ready.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 run_worker(worker, &g, &run);
             }
         });
@@ -624,6 +631,7 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
             w.connected();
         }
         drop(redirect);
+        stdout_ready.store(true, Ordering::SeqCst);
         let guards = executed.map_err(|e| {
             err(match &opts.cluster {
                 Some(_) => format!("cannot start the cluster: {e}"),
