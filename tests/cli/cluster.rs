@@ -346,7 +346,7 @@ fn a_cluster_resumes_with_other_workers_per_process_and_more_processes_moving_st
     let dir = tempdir();
     job(dir.path(), events);
     // (processes, workers per process) of each start. Each but the last
-    // crashes: process 0 aborts inside worker 0's 3rd checkpoint write (the
+    // crashes: process 0 aborts inside worker 0's 3rd checkpoint, before its batch (the
     // crash-test hook; a kill -9 there), taking the cluster down, so every
     // restart resumes from a checkpoint with state in it.
     let shapes = [(2usize, 2usize), (2, 1), (3, 1), (3, 2)];
@@ -367,7 +367,7 @@ fn a_cluster_resumes_with_other_workers_per_process_and_more_processes_moving_st
                     "20",
                 ];
                 let env: &[(&str, &str)] = if i == 0 && !last {
-                    &[("LOCKSTEP_CRASH_AT_CHECKPOINT", "3:after")]
+                    &[("LOCKSTEP_CRASH_AT_CHECKPOINT", "3:before")]
                 } else {
                     &[]
                 };
