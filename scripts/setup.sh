@@ -7,8 +7,8 @@
 # - cmake and libcurl for librdkafka, which rdkafka builds from source
 #   (Debian's librdkafka is too old);
 # - the Rust toolchain pinned in rust-toolchain.toml (rustup, only if missing);
-# - nisshi, a Kafka-protocol broker for the Kafka tests and examples
-#   (cargo install, once: about 10 minutes on 2 cores; cached under
+# - ensure_nisshi: nisshi, a Kafka-protocol broker for the Kafka tests and
+#   example (cargo install, once: about 10 minutes on 2 cores; cached under
 #   ~/.cache/lockstep/nisshi, override with NISSHI_ROOT);
 # - a stable cargo target directory outside the clone, so that builds are
 #   reused between runs (override with CARGO_TARGET_DIR).
@@ -49,10 +49,14 @@ mkdir -p "$CARGO_TARGET_DIR"
 
 # The test broker. --ignore-rust-version: one locked dependency of nisshi
 # declares Rust 1.96; it builds and works on 1.95.
+# Only the commands that need a broker call ensure_nisshi (the tests, the
+# Kafka example), so the example command does not wait for it.
 export NISSHI_ROOT="${NISSHI_ROOT:-$HOME/.cache/lockstep/nisshi}"
 export NISSHI_BIN="$NISSHI_ROOT/bin/nisshi"
-if [ ! -x "$NISSHI_BIN" ]; then
-  echo "setup: installing the nisshi broker (once; about 10 minutes)" >&2
-  cargo install --locked --ignore-rust-version nisshi@0.8.1 \
-    --no-default-features --features dynostore --root "$NISSHI_ROOT" >&2
-fi
+ensure_nisshi() {
+  if [ ! -x "$NISSHI_BIN" ]; then
+    echo "setup: installing the nisshi broker (once; about 10 minutes)" >&2
+    cargo install --locked --ignore-rust-version nisshi@0.8.1 \
+      --no-default-features --features dynostore --root "$NISSHI_ROOT" >&2
+  fi
+}

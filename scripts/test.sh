@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+ensure_nisshi
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 # The Kafka tests run against a real broker on loopback, stopped afterwards.

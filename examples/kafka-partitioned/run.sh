@@ -9,6 +9,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
 cd "$root"
 source scripts/setup.sh
+ensure_nisshi
 cargo build --release --bin lockstep
 LOCKSTEP="$CARGO_TARGET_DIR/release/lockstep"
 source scripts/broker.sh
