@@ -959,36 +959,49 @@ fn a_re_created_output_topic_is_an_error_not_a_silent_rewrite() {
     let dir = tempdir();
     let input = topic("in", 2);
     feed(dir.path(), &b, &input, 200_000);
-    // Crash inside a checkpoint (before its batch) once an earlier one
-    // recorded sink positions with written records.
-    let mut crashed = None;
-    for k in [8, 6, 5, 4, 3, 2] {
-        let output = topic("out", 2);
-        kafka_job(dir.path(), &b, &input, &output);
-        let _ = fs::remove_dir_all(dir.path().join("st"));
-        let r = Command::new(bin())
-            .args(["run", "job.json", "--state", "st"])
-            .env("LOCKSTEP_CRASH_AT_CHECKPOINT", format!("{k}:before"))
-            .current_dir(dir.path())
-            .output()
-            .expect("run");
-        let err = String::from_utf8_lossy(&r.stderr);
-        if err.contains("aborting in checkpoint") {
-            // The checkpoint must hold written records for the check to
-            // have something to verify.
-            let v = run_ok(dir.path(), &["state", "st", "offsets"]);
-            let written = v
-                .stdout
-                .split("kafka sink\tpartition")
-                .nth(1)
-                .is_some_and(|t| t.lines().skip(1).any(|l| !l.ends_with("\t-")));
-            if written {
-                crashed = Some(output);
-                break;
-            }
-        }
+    // An unbounded run: once the input is read, heartbeats move the
+    // frontier to the wall clock, every window fires and is written, and
+    // a checkpoint records the written records. Then kill -9.
+    let output = topic("out", 2);
+    kafka_job(dir.path(), &b, &input, &output);
+    let text = fs::read_to_string(dir.path().join("job.json")).expect("job");
+    write(
+        dir.path(),
+        "job.json",
+        &text.replace("\"until\": \"end\",", ""),
+    );
+    let mut child = Command::new(bin())
+        .args(["run", "job.json", "--state", "st", "-q"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    // Output appears once the first heartbeats fire the windows; a
+    // heartbeat a second then moves the frontier on, and checkpoints follow.
+    let t = Instant::now();
+    while lockstep::kafka::high_watermarks(&b, &output)
+        .map(|h| h.iter().sum::<i64>())
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(t.elapsed() < Duration::from_secs(60), "no output");
+        std::thread::sleep(Duration::from_millis(100));
     }
-    let output = crashed.expect("a crash before the final checkpoint");
+    std::thread::sleep(Duration::from_secs(4));
+    let _ = child.kill();
+    let _ = child.wait();
+    let v = run_ok(dir.path(), &["state", "st", "offsets"]);
+    let recorded = v
+        .stdout
+        .split("kafka sink\tpartition")
+        .nth(1)
+        .is_some_and(|t| t.lines().skip(1).any(|l| !l.ends_with("\t-")));
+    assert!(
+        recorded,
+        "a checkpoint recorded written records: {}",
+        v.stdout
+    );
     // The topic is deleted and made again, empty, with the same partitions.
     for args in [
         vec!["topic", "delete", output.as_str()],
