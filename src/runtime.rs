@@ -773,6 +773,25 @@ fn startup_decisions(
     Ok(out)
 }
 
+/// The agreed start-up decision of `table` (process 0's), logged in this
+/// process's state before anything depends on it.
+fn adopt_decision(
+    agreed: &crate::cluster::Agreement,
+    prepared: Option<&checkpoint::Prepared>,
+    table: &str,
+) -> Result<Vec<u8>, String> {
+    let bytes = agreed
+        .decisions
+        .iter()
+        .find(|(n, _)| n == table)
+        .map(|(_, b)| b.clone())
+        .ok_or_else(|| format!("{table}: no start-up decision was agreed"))?;
+    if let Some(p) = prepared {
+        p.log_startup(table, &bytes)?;
+    }
+    Ok(bytes)
+}
+
 /// A process's set-up once the processes agreed: settles the state at the
 /// agreed checkpoint, prepares inputs and outputs (those of this process's
 /// sink writers), and makes the state its workers share.
@@ -817,15 +836,7 @@ fn set_up(
         let plan = match &s.kind {
             SourceKind::Kafka(_) => {
                 let table = checkpoint::source_table(&s.name);
-                let bytes = agreed
-                    .decisions
-                    .iter()
-                    .find(|(n, _)| *n == table)
-                    .map(|(_, b)| b.clone())
-                    .ok_or_else(|| format!("source \"{}\": no start-up plan", s.name))?;
-                if let Some(p) = &prepared {
-                    p.log_startup(&table, &bytes)?;
-                }
+                let bytes = adopt_decision(&agreed, prepared.as_ref(), &table)?;
                 let plan: crate::kafka::Plan =
                     lockstep_state::decode_value(&bytes).map_err(|e| e.0)?;
                 Some(Arc::new(plan))
@@ -840,15 +851,7 @@ fn set_up(
         sink_partitions.push(match &s.kind {
             SinkKind::Kafka { .. } => {
                 let table = checkpoint::sink_table(&s.name);
-                let bytes = agreed
-                    .decisions
-                    .iter()
-                    .find(|(n, _)| *n == table)
-                    .map(|(_, b)| b.clone())
-                    .ok_or_else(|| format!("sink \"{}\": no partition count", s.name))?;
-                if let Some(p) = &prepared {
-                    p.log_startup(&table, &bytes)?;
-                }
+                let bytes = adopt_decision(&agreed, prepared.as_ref(), &table)?;
                 lockstep_state::decode_value::<u32>(&bytes).map_err(|e| e.0)?
             }
             _ => 0,

@@ -14,51 +14,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::common::{assert_same, bin, lockstep, root, run_ok, tempdir, write};
+use super::common::{
+    assert_outputs, bin, lockstep, outputs, run_ok, tempdir, write, write_crash_graph,
+};
 
 /// The crash-test job (tests/data/crash/graph.json: tumbling, sliding and
 /// session windows, a windowed and an unbounded join, an aggregate, CSV
 /// and partitioned sinks) over `events` nexmark events, in a new directory.
 fn crash_job(events: u64) -> tempfile::TempDir {
     let dir = tempdir();
-    let text = fs::read_to_string(root().join("tests/data/crash/graph.json")).expect("graph");
-    write(
-        dir.path(),
-        "graph.json",
-        &text.replace("\"count\": 200000", &format!("\"count\": {events}")),
-    );
+    write_crash_graph(dir.path(), events);
     dir
-}
-
-/// Every output file of a job directory, by name.
-fn outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for e in fs::read_dir(dir).expect("read_dir") {
-        let p = e.expect("entry").path();
-        let name = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_string();
-        if p.is_file()
-            && name != "graph.json"
-            && (name.ends_with(".jsonl") || name.ends_with(".csv"))
-        {
-            out.insert(name, fs::read(&p).expect("read"));
-        }
-    }
-    out
-}
-
-fn assert_outputs(want: &BTreeMap<String, Vec<u8>>, got: &BTreeMap<String, Vec<u8>>, what: &str) {
-    assert_eq!(
-        want.keys().collect::<Vec<_>>(),
-        got.keys().collect::<Vec<_>>(),
-        "{what}: output files"
-    );
-    for (name, bytes) in want {
-        assert_same(bytes, &got[name], &format!("{what}: {name}"));
-    }
 }
 
 /// The crash-free output of the job in `dir` (run there without state).

@@ -4,64 +4,24 @@
 //! clear errors for mismatched processes, an unreachable peer and a port in
 //! use.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::common::{
-    assert_same, free_port, hosts_file, lockstep, root, run_cluster, run_ok, spawn_process,
-    spawn_process_env, tempdir, wait_all, write,
+    assert_outputs, free_port, hosts_file, lockstep, outputs, run_cluster, run_ok, spawn_process,
+    spawn_process_env, tempdir, wait_all, write, write_crash_graph,
 };
-
-/// The crash-test job (tumbling, sliding and session windows, joins, an
-/// aggregate, CSV and partitioned file sinks) over `events` nexmark events.
-fn job(dir: &Path, events: u64) {
-    let text = fs::read_to_string(root().join("tests/data/crash/graph.json")).expect("graph");
-    write(
-        dir,
-        "graph.json",
-        &text.replace("\"count\": 200000", &format!("\"count\": {events}")),
-    );
-}
-
-fn outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for e in fs::read_dir(dir).expect("read_dir") {
-        let p = e.expect("entry").path();
-        let name = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_string();
-        if p.is_file() && (name.ends_with(".jsonl") || name.ends_with(".csv")) {
-            out.insert(name, fs::read(&p).expect("read"));
-        }
-    }
-    out
-}
-
-fn assert_outputs(want: &BTreeMap<String, Vec<u8>>, got: &BTreeMap<String, Vec<u8>>, what: &str) {
-    assert_eq!(
-        want.keys().collect::<Vec<_>>(),
-        got.keys().collect::<Vec<_>>(),
-        "{what}: output files"
-    );
-    for (name, bytes) in want {
-        assert_same(bytes, &got[name], &format!("{what}: {name}"));
-    }
-}
 
 #[test]
 fn two_processes_write_the_bytes_of_one_process() {
     let one = tempdir();
-    job(one.path(), 30_000);
+    write_crash_graph(one.path(), 30_000);
     run_ok(one.path(), &["run", "graph.json", "-q"]);
     let want = outputs(one.path());
     assert!(want.values().filter(|b| b.len() > 100).count() >= 4);
     for (n, w) in [(2, 2), (3, 1)] {
         let dir = tempdir();
-        job(dir.path(), 30_000);
+        write_crash_graph(dir.path(), 30_000);
         let runs = run_cluster(dir.path(), "graph.json", n, w, &["-q"]);
         for (i, r) in runs.iter().enumerate() {
             assert_eq!(r.code, 0, "process {i}: {}", r.stderr);
@@ -107,12 +67,12 @@ fn kill_9_of_one_process_and_a_restart_of_all_resumes_exactly_once() {
     let events = 150_000;
     let want = {
         let d = tempdir();
-        job(d.path(), events);
+        write_crash_graph(d.path(), events);
         run_ok(d.path(), &["run", "graph.json", "-q", "--workers", "2"]);
         outputs(d.path())
     };
     let dir = tempdir();
-    job(dir.path(), events);
+    write_crash_graph(dir.path(), events);
     let hosts = hosts_file(dir.path(), 2);
     let args = |i: usize| -> Vec<String> {
         vec![
@@ -339,12 +299,12 @@ fn a_cluster_resumes_with_other_workers_per_process_and_more_processes_moving_st
     let events = 400_000;
     let want = {
         let d = tempdir();
-        job(d.path(), events);
+        write_crash_graph(d.path(), events);
         run_ok(d.path(), &["run", "graph.json", "-q", "--workers", "2"]);
         outputs(d.path())
     };
     let dir = tempdir();
-    job(dir.path(), events);
+    write_crash_graph(dir.path(), events);
     // (processes, workers per process) of each start. Each but the last
     // crashes: process 0 aborts inside worker 0's 3rd checkpoint, before its batch (the
     // crash-test hook; a kill -9 there), taking the cluster down, so every
@@ -406,7 +366,7 @@ fn a_cluster_resumes_with_other_workers_per_process_and_more_processes_moving_st
 #[test]
 fn a_cluster_cannot_shrink_below_the_processes_holding_its_state() {
     let dir = tempdir();
-    job(dir.path(), 200_000);
+    write_crash_graph(dir.path(), 200_000);
     let hosts = hosts_file(dir.path(), 3);
     let children: Vec<_> = (0..3)
         .map(|i| {

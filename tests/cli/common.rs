@@ -227,3 +227,48 @@ pub fn run_cluster(dir: &Path, graph: &str, n: usize, workers: usize, args: &[&s
         .collect();
     wait_all(children, std::time::Duration::from_secs(120))
 }
+
+/// Writes the crash-test job (tests/data/crash/graph.json: tumbling, sliding
+/// and session windows, a windowed and an unbounded join, an aggregate, CSV
+/// and partitioned sinks) over `events` nexmark events into `dir`.
+pub fn write_crash_graph(dir: &Path, events: u64) {
+    let text = fs::read_to_string(root().join("tests/data/crash/graph.json")).expect("graph");
+    write(
+        dir,
+        "graph.json",
+        &text.replace("\"count\": 200000", &format!("\"count\": {events}")),
+    );
+}
+
+/// Every output file (`.jsonl`, `.csv`) of a job directory, by name.
+pub fn outputs(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in fs::read_dir(dir).expect("read_dir") {
+        let p = e.expect("entry").path();
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        if p.is_file() && (name.ends_with(".jsonl") || name.ends_with(".csv")) {
+            out.insert(name, fs::read(&p).expect("read"));
+        }
+    }
+    out
+}
+
+/// Asserts two sets of output files are the same files with the same bytes.
+pub fn assert_outputs(
+    want: &std::collections::BTreeMap<String, Vec<u8>>,
+    got: &std::collections::BTreeMap<String, Vec<u8>>,
+    what: &str,
+) {
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>(),
+        "{what}: output files"
+    );
+    for (name, bytes) in want {
+        assert_same(bytes, &got[name], &format!("{what}: {name}"));
+    }
+}

@@ -93,6 +93,24 @@ fn read_topic(brokers: &str, topic: &str) -> Partitions {
         .collect()
 }
 
+/// Produces plain records (no lockstep headers, as another program would):
+/// (partition, or the key's; key; value).
+fn produce_plain(brokers: &str, topic: &str, records: &[(Option<i32>, String, String)]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let p: BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    for (part, k, v) in records {
+        let mut r = BaseRecord::to(topic).key(k).payload(v);
+        if let Some(part) = part {
+            r = r.partition(*part);
+        }
+        p.send(r).expect("send");
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
 /// Feeds `count` generated records into `topic` (keyed by `id`).
 fn feed(dir: &Path, brokers: &str, topic: &str, count: u64) {
     write(
@@ -775,17 +793,10 @@ fn start_latest_or_at_a_time_skips_what_came_before() {
     let input = topic("in", 2);
     // Plain records (no lockstep headers), as another program would write.
     let feed_ids = |first: i64| {
-        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-        let p: BaseProducer = rdkafka::config::ClientConfig::new()
-            .set("bootstrap.servers", &b)
-            .create()
-            .expect("producer");
-        for id in first..first + 100 {
-            let (k, v) = (id.to_string(), format!("{{\"id\":{id}}}"));
-            p.send(BaseRecord::to(&input).key(&k).payload(&v))
-                .expect("send");
-        }
-        p.flush(Duration::from_secs(30)).expect("flush");
+        let records: Vec<(Option<i32>, String, String)> = (first..first + 100)
+            .map(|id| (None, id.to_string(), format!("{{\"id\":{id}}}")))
+            .collect();
+        produce_plain(&b, &input, &records);
     };
     feed_ids(0);
     std::thread::sleep(Duration::from_millis(1500));
@@ -847,19 +858,13 @@ fn a_replay_repeats_the_logged_heartbeats_and_so_the_same_records_are_late() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
-    {
-        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-        let p: BaseProducer = rdkafka::config::ClientConfig::new()
-            .set("bootstrap.servers", &b)
-            .create()
-            .expect("producer");
-        for i in 0..50i64 {
+    let records: Vec<(Option<i32>, String, String)> = (0..50i64)
+        .map(|i| {
             let v = format!("{{\"k\":7,\"ts\":{}}}", now - 5_000 + i * 10);
-            p.send(BaseRecord::to(&input).key("7").payload(&v).partition(0))
-                .expect("send");
-        }
-        p.flush(Duration::from_secs(30)).expect("flush");
-    }
+            (Some(0), "7".to_string(), v)
+        })
+        .collect();
+    produce_plain(&b, &input, &records);
     write(
         dir.path(),
         "job.json",
@@ -915,17 +920,8 @@ fn a_replay_repeats_the_logged_heartbeats_and_so_the_same_records_are_late() {
     // heartbeat (its window had fired), so a replay that repeats the
     // heartbeat drops it to `late`; one that decided anew would count it
     // in a window of its own, and write that window.
-    {
-        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-        let p: BaseProducer = rdkafka::config::ClientConfig::new()
-            .set("bootstrap.servers", &b)
-            .create()
-            .expect("producer");
-        let v = format!("{{\"k\":7,\"ts\":{}}}", started - 1_000);
-        p.send(BaseRecord::to(&input).key("7").payload(&v).partition(0))
-            .expect("send");
-        p.flush(Duration::from_secs(30)).expect("flush");
-    }
+    let late = format!("{{\"k\":7,\"ts\":{}}}", started - 1_000);
+    produce_plain(&b, &input, &[(Some(0), "7".to_string(), late)]);
     // Run 2 replays from the beginning: the logged heartbeats at the same
     // positions form the same epochs, so every regenerated window has the
     // position it had and is skipped. New heartbeats (with later times)
