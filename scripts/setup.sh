@@ -7,6 +7,8 @@
 # - cmake and libcurl for librdkafka, which rdkafka builds from source
 #   (Debian's librdkafka is too old);
 # - the Rust toolchain pinned in rust-toolchain.toml (rustup, only if missing);
+# - ensure_browser: Debian's Chromium and playwright-core for the dashboard's
+#   browser test (tests only);
 # - ensure_nisshi: nisshi, a Kafka-protocol broker for the Kafka tests and
 #   example (cargo install, once: about 10 minutes on 2 cores; cached under
 #   ~/.cache/lockstep/nisshi, override with NISSHI_ROOT);
@@ -58,5 +60,27 @@ ensure_nisshi() {
     echo "setup: installing the nisshi broker (once; about 10 minutes)" >&2
     cargo install --locked --ignore-rust-version nisshi@0.8.1 \
       --no-default-features --features dynostore --root "$NISSHI_ROOT" >&2
+  fi
+}
+
+# The browser test (tests/browser/ui.mjs): Debian's Chromium, driven by the
+# playwright-core pinned in tests/browser/package-lock.json. Only the tests
+# call ensure_browser; it expects to run from the repository root.
+ensure_browser() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    local SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "setup: installing nodejs and npm" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  if [ ! -x /usr/bin/chromium ]; then
+    local SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "setup: installing chromium" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  fi
+  if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    echo "setup: installing playwright-core for the browser test" >&2
+    (cd tests/browser && npm ci --silent --no-audit --no-fund)
   fi
 }

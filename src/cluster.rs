@@ -200,7 +200,7 @@ impl Watchdog {
                 waited += step;
             }
             if !flag.load(Ordering::SeqCst) {
-                eprintln!(
+                tracing::error!(
                     "lockstep: process {me}: the cluster did not connect within {:.0} s: not every peer is reachable ({peers}); start every process with the same --processes and --hosts, check the addresses, or raise --connect-timeout",
                     timeout.as_secs_f64()
                 );
@@ -238,7 +238,7 @@ pub fn quiet_panics(options: &ClusterOptions, job: &str) {
             .map(|l| format!(" (at {}:{})", l.file(), l.line()))
             .unwrap_or_default();
         if PANIC.set(format!("{text}{at}")).is_ok() {
-            eprintln!(
+            tracing::error!(
                 "lockstep: job \"{job}\" failed: {}",
                 broken(&options, &panic_message()).message
             );

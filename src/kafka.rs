@@ -524,7 +524,7 @@ impl ClientContext for SinkContext {
         if let Ok(mut last) = self.last_warning.lock() {
             if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                 *last = Some(Instant::now());
-                eprintln!(
+                tracing::warn!(
                     "lockstep: {}: Kafka: {error} ({reason}); retrying, nothing is dropped",
                     self.what
                 );

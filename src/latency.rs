@@ -117,15 +117,18 @@ impl EpochClock {
         }
     }
 
-    /// A sink finished writing `epoch`.
-    pub fn written(&self, epoch: u64) {
+    /// A sink finished writing `epoch`; returns its latency, if known.
+    pub fn written(&self, epoch: u64) -> Option<Duration> {
         let now = Instant::now();
-        let Ok(mut c) = self.inner.lock() else { return };
+        let Ok(mut c) = self.inner.lock() else {
+            return None;
+        };
         // The first close event that moved the minimum past `epoch`.
         let i = c.closes.partition_point(|(_, m)| *m <= epoch);
-        if let Some(&(closed, _)) = c.closes.get(i) {
-            c.hist.record(now.saturating_duration_since(closed));
-        }
+        let &(closed, _) = c.closes.get(i)?;
+        let d = now.saturating_duration_since(closed);
+        c.hist.record(d);
+        Some(d)
     }
 
     /// The latencies recorded so far.

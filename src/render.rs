@@ -17,7 +17,8 @@ struct Edge {
     label: String,
 }
 
-fn source_label(kind: &SourceKind) -> &'static str {
+/// The type name of a source kind, as graph files write it.
+pub fn source_label(kind: &SourceKind) -> &'static str {
     match kind {
         SourceKind::File { .. } => "file",
         SourceKind::Stdin { .. } => "stdin",
@@ -27,12 +28,14 @@ fn source_label(kind: &SourceKind) -> &'static str {
     }
 }
 
-fn sink_label(kind: &SinkKind) -> &'static str {
+/// The type name of a sink kind, as graph files write it.
+pub fn sink_label(kind: &SinkKind) -> &'static str {
     match kind {
         SinkKind::File { .. } => "file",
         SinkKind::Stdout { .. } => "stdout",
         SinkKind::Null => "null",
         SinkKind::Kafka { .. } => "kafka",
+        SinkKind::Capture { .. } => "capture",
     }
 }
 

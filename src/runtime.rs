@@ -46,6 +46,10 @@ pub struct RunOptions {
     /// Run as one process of a cluster (`--processes`, `--process-id`,
     /// `--hosts`); `workers` is then per process.
     pub cluster: Option<crate::cluster::ClusterOptions>,
+    /// Metrics, events, dashboard and taps (`--metrics`, `--ui`,
+    /// `--events`, `lockstep tap`): observers only, never read by the
+    /// dataflow.
+    pub observer: Option<Arc<crate::observe::Observer>>,
 }
 
 impl Default for RunOptions {
@@ -55,6 +59,7 @@ impl Default for RunOptions {
             state: None,
             fresh: false,
             cluster: None,
+            observer: None,
         }
     }
 }
@@ -76,7 +81,38 @@ pub struct SourceMetrics {
     pub records: AtomicU64,
     /// Records sent to `errors`.
     pub errors: AtomicU64,
+    /// Per partition (by index), as of its last batch.
+    pub parts: Vec<PartGauge>,
 }
+
+/// Where one source partition is, as of its last batch (observed only).
+#[derive(Debug)]
+pub struct PartGauge {
+    /// Its epoch (`u64::MAX` once it ended).
+    pub epoch: AtomicU64,
+    /// Its largest event time (`i64::MIN`: none yet).
+    pub max_time: std::sync::atomic::AtomicI64,
+    /// Records it read (errors included).
+    pub records: AtomicU64,
+    /// Its reader's position (a byte offset in a file, a record number
+    /// for generated sources, an offset in Kafka).
+    pub position: AtomicU64,
+}
+
+impl Default for PartGauge {
+    fn default() -> Self {
+        PartGauge {
+            epoch: AtomicU64::new(0),
+            max_time: std::sync::atomic::AtomicI64::new(i64::MIN),
+            records: AtomicU64::new(0),
+            position: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Slots for local workers' frontiers (workers beyond share slots, which
+/// only makes the reported frontier lag).
+const FRONTIER_SLOTS: usize = 256;
 
 /// State shared by the workers of one process.
 #[derive(Debug)]
@@ -120,6 +156,20 @@ pub struct Shared {
     first_output: std::sync::OnceLock<Duration>,
     /// When the last worker had built (and restored) its dataflow.
     built: Mutex<Duration>,
+    /// Records out of each node's ports, by node and port (counted only
+    /// when observed).
+    pub ports: Vec<Vec<AtomicU64>>,
+    /// Each local worker's probe frontier (`u64::MAX`: none or done).
+    frontiers: Vec<AtomicU64>,
+    /// The epoch of the last `epoch_completed` event.
+    last_epoch: AtomicU64,
+    /// Checkpoint batches by epoch, until every local worker wrote its own:
+    /// (batches, bytes, longest write).
+    ck_batches: Mutex<BTreeMap<u64, (usize, u64, Duration)>>,
+    /// Local workers.
+    pub local_workers: usize,
+    /// The observer, if any.
+    pub observer: Option<Arc<crate::observe::Observer>>,
 }
 
 /// What one item a keyed node holds for an open epoch (a stashed record or
@@ -149,7 +199,13 @@ impl Shared {
             sources: graph
                 .sources
                 .iter()
-                .map(|_| SourceMetrics::default())
+                .enumerate()
+                .map(|(i, _)| SourceMetrics {
+                    parts: (0..partitions.get(i).copied().unwrap_or(0))
+                        .map(|_| PartGauge::default())
+                        .collect(),
+                    ..SourceMetrics::default()
+                })
                 .collect(),
             sinks: graph.sinks.iter().map(|_| AtomicU64::new(0)).collect(),
             unconsumed: Mutex::new(BTreeMap::new()),
@@ -177,7 +233,59 @@ impl Shared {
             started,
             first_output: std::sync::OnceLock::new(),
             built: Mutex::new(Duration::ZERO),
+            ports: graph
+                .nodes
+                .iter()
+                .map(|n| n.ports.iter().map(|_| AtomicU64::new(0)).collect())
+                .collect(),
+            frontiers: (0..FRONTIER_SLOTS)
+                .map(|_| AtomicU64::new(u64::MAX))
+                .collect(),
+            last_epoch: AtomicU64::new(0),
+            ck_batches: Mutex::new(BTreeMap::new()),
+            local_workers: 1,
+            observer: None,
         }
+    }
+
+    /// Notes worker `local`'s probe frontier.
+    pub fn note_frontier(&self, local: usize, frontier: Option<u64>) {
+        self.frontiers[local % FRONTIER_SLOTS]
+            .store(frontier.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// The least frontier of this process's workers (`None`: all done).
+    pub fn frontier(&self) -> Option<u64> {
+        let f = self
+            .frontiers
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(u64::MAX);
+        (f != u64::MAX).then_some(f)
+    }
+
+    /// Epoch latency so far.
+    pub fn latency(&self) -> Histogram {
+        self.clock.histogram()
+    }
+
+    /// What the checkpoints cost so far.
+    pub fn checkpoint_stats(&self) -> CheckpointStats {
+        self.checkpoints
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records each node's `errors` output received.
+    pub fn node_errors(&self, i: usize) -> u64 {
+        self.node_errors[i].load(Ordering::Relaxed)
+    }
+
+    /// When the run started.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// The plan of source `i`, if it reads Kafka.
@@ -256,8 +364,16 @@ impl Shared {
 
     /// Notes that a sink finished writing `epoch`.
     pub fn epoch_written(&self, epoch: u64) {
-        self.clock.written(epoch);
+        let latency = self.clock.written(epoch);
         let _ = self.first_output.set(self.started.elapsed());
+        if let Some(o) = &self.observer {
+            let before = self
+                .last_epoch
+                .fetch_max(epoch.saturating_add(1), Ordering::Relaxed);
+            if before <= epoch {
+                o.epoch_completed(epoch, latency);
+            }
+        }
     }
 
     /// The written-records counter of sink `i`.
@@ -539,6 +655,7 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
         None => timely::Config::process(workers),
     };
     let slot: SetupSlot = Arc::new((Mutex::new(None), std::sync::Condvar::new()));
+    let observer = opts.observer.clone();
     let opened = Arc::new(Mutex::new(opened));
     let (g, sl) = (Arc::clone(&graph), Arc::clone(&slot));
     // Standard output is the job's again (timely's connection messages went
@@ -600,7 +717,15 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
                             None => None,
                         },
                     };
-                    set_up(&g, prepared, a, started, (workers, total, process)).map(Arc::new)
+                    set_up(
+                        &g,
+                        prepared,
+                        a,
+                        started,
+                        (workers, total, process),
+                        observer.clone(),
+                    )
+                    .map(Arc::new)
                 });
                 if let Ok(mut s) = sl.0.lock() {
                     *s = Some(result);
@@ -620,6 +745,11 @@ pub fn run(graph: Arc<Graph>, opts: &RunOptions) -> Result<RunSummary, RunError>
                     _ => return,
                 }
             };
+            if local == 0 {
+                if let Some(o) = &run.shared.observer {
+                    o.attach(&run.shared);
+                }
+            }
             if !run.finished {
                 while !ready.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(1));
@@ -801,6 +931,7 @@ fn set_up(
     agreed: crate::cluster::Agreement,
     started: Instant,
     (workers, total, process): (usize, u32, usize),
+    observer: Option<Arc<crate::observe::Observer>>,
 ) -> Result<ProcessRun, String> {
     let peers = total as usize;
     if let Some(p) = prepared.as_mut() {
@@ -895,6 +1026,8 @@ fn set_up(
         }
     }
     let mut shared = Shared::new(graph, shared_parts, partitions, started);
+    shared.local_workers = workers;
+    shared.observer = observer;
     shared.sink_states = Mutex::new(sink_states);
     shared.kafka = kafka;
     shared.sink_partitions = sink_partitions;
@@ -930,11 +1063,14 @@ fn run_worker(worker: &mut timely::worker::Worker, graph: &Arc<Graph>, run: &Pro
     if let Ok(mut b) = s.built.lock() {
         *b = (*b).max(s.started.elapsed());
     }
+    let local = worker.index() % s.local_workers.max(1);
     while worker.step_or_park(None) {
+        s.note_frontier(local, probe.with_frontier(|f| f.first().copied()));
         if let (Some(ck), Some(markers)) = (&ck, &markers) {
             checkpoint_step(ck, &probe, s, markers);
         }
     }
+    s.note_frontier(local, None);
     if let Some(ck) = &ck {
         // The input is exhausted and every operator has finished: the
         // checkpoints decided last, then the final one.
@@ -988,12 +1124,31 @@ fn checkpoint_step(
 fn write_checkpoint(ck: &Checkpointer, epoch: u64, shared: &Shared) {
     match ck.checkpoint(epoch) {
         Ok(record) => {
+            let took = Duration::from_micros(record.micros);
             if let Ok(mut c) = shared.checkpoints.lock() {
                 c.batches += 1;
                 c.bytes += record.bytes;
-                c.write.record(Duration::from_micros(record.micros));
+                c.write.record(took);
                 if ck.worker() == 0 {
                     c.checkpoints += 1;
+                }
+            }
+            if let Some(o) = &shared.observer {
+                // One event per checkpoint, once every local worker wrote
+                // its batch of it.
+                let done = shared.ck_batches.lock().ok().and_then(|mut m| {
+                    let slot = m.entry(epoch).or_insert((0, 0, Duration::ZERO));
+                    slot.0 += 1;
+                    slot.1 += record.bytes;
+                    slot.2 = slot.2.max(took);
+                    let s = *slot;
+                    (s.0 >= shared.local_workers).then(|| {
+                        m.remove(&epoch);
+                        s
+                    })
+                });
+                if let Some((_, bytes, longest)) = done {
+                    o.checkpoint_completed(epoch, longest, bytes);
                 }
             }
         }
@@ -1076,6 +1231,15 @@ fn summary(graph: &Graph, shared: &Shared, elapsed: Duration) -> RunSummary {
     }
 }
 
+/// The stream out of `(p, port)`, passed through the observer's counting
+/// operator when the job is observed.
+fn observed<'s>(shared: &Arc<Shared>, p: Producer, port: usize, stream: Edge<'s>) -> Edge<'s> {
+    match shared.observer.as_ref().filter(|o| o.instruments()) {
+        Some(o) => o.instrument(p, port, stream, shared),
+        None => stream,
+    }
+}
+
 /// Builds the whole graph in one dataflow scope: sources, nodes in
 /// topological order, the fail gate, then sinks. Identical on every worker.
 fn build_dataflow<'s>(
@@ -1088,8 +1252,14 @@ fn build_dataflow<'s>(
     let mut edges: BTreeMap<(Producer, usize), Edge<'s>> = BTreeMap::new();
     for i in 0..graph.sources.len() {
         let (main, errors) = crate::source::build(scope, graph, i, shared, probe, ck);
-        edges.insert((Producer::Source(i), 0), main);
-        edges.insert((Producer::Source(i), 1), errors);
+        edges.insert(
+            (Producer::Source(i), 0),
+            observed(shared, Producer::Source(i), 0, main),
+        );
+        edges.insert(
+            (Producer::Source(i), 1),
+            observed(shared, Producer::Source(i), 1, errors),
+        );
     }
     for &i in &graph.order {
         let def = &graph.nodes[i];
@@ -1107,7 +1277,10 @@ fn build_dataflow<'s>(
             None => def.node.build(scope, inputs),
         };
         for (k, stream) in streams.into_iter().enumerate() {
-            edges.insert((Producer::Node(i), k), stream);
+            edges.insert(
+                (Producer::Node(i), k),
+                observed(shared, Producer::Node(i), k, stream),
+            );
         }
     }
     // Count errors per node, and what no one consumes.

@@ -173,6 +173,7 @@ enum Target {
     Files(Vec<PathBuf>),
     Stdout,
     Kafka,
+    Capture(Arc<crate::graph::Capture>),
 }
 
 use crate::runtime::sink_writer as writer_of;
@@ -215,6 +216,12 @@ pub fn build<'s>(
             Routing::Groups(Vec::new()),
             Target::Stdout,
         ),
+        SinkKind::Capture { order_by, capture } => (
+            Format::Jsonl,
+            order_by.clone(),
+            Routing::Groups(Vec::new()),
+            Target::Capture(Arc::clone(capture)),
+        ),
         SinkKind::Kafka { key, order_by, .. } => {
             let key = key.as_ref().map(|k| {
                 let schema = lockstep_operators::value::Schema::new(
@@ -237,7 +244,7 @@ pub fn build<'s>(
     };
     let parts = match &target {
         Target::Files(p) => u32::try_from(p.len()).unwrap_or(1),
-        Target::Stdout => 1,
+        Target::Stdout | Target::Capture(_) => 1,
         Target::Kafka => shared.sink_partitions(idx).max(1),
     };
     let enc = Encoder::new(&def.schema, format);
@@ -468,6 +475,16 @@ fn write<'s>(
                     by_part.entry(r.part).or_default().push(r);
                 }
                 for (part, runs) in by_part {
+                    if let Target::Capture(c) = &target {
+                        let mut n = 0u64;
+                        merge_each(&runs, |line, _| {
+                            n += 1;
+                            let line = std::str::from_utf8(line).unwrap_or_default();
+                            c.record(e, line.strip_suffix('\n').unwrap_or(line));
+                        });
+                        shared.sink_metrics(idx).fetch_add(n, Ordering::Relaxed);
+                        continue;
+                    }
                     let w = match files.entry(part) {
                         std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                         std::collections::btree_map::Entry::Vacant(v) => {
@@ -479,7 +496,7 @@ fn write<'s>(
                                     let pos = start.get(&part).copied().unwrap_or_default();
                                     open_tracked(ck, &name, part, &paths[part as usize], pos)
                                 }
-                                (Target::Kafka, _, _) => {
+                                (Target::Kafka | Target::Capture(_), _, _) => {
                                     Err("a kafka sink has its own writer".to_string())
                                 }
                                 (Target::Files(paths), _, _) => OpenOptions::new()

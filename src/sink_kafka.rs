@@ -394,7 +394,7 @@ pub fn write<'s>(
                             && warned.is_none_or(|w| now.duration_since(w) >= STALL_REPEAT)
                         {
                             warned = Some(now);
-                            eprintln!(
+                            tracing::warn!(
                                 "lockstep: {what}: the brokers have not acknowledged the records of epoch {oldest} for {:.0} s (is Kafka down?); waiting and retrying, nothing is dropped",
                                 waited.as_secs_f64()
                             );

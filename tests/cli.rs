@@ -11,8 +11,10 @@ mod cli {
     mod docs;
     mod errors;
     mod examples;
+    mod harness;
     mod kafka;
     mod nexmark;
+    mod observe;
     mod props;
     mod records;
     mod robust;

@@ -205,6 +205,79 @@ fn lockstep_run(graph: lockstep::Graph, workers: usize) -> (u64, u64, Option<f64
     )
 }
 
+/// A run as `lockstep run --metrics --ui --events` makes it, with a
+/// dashboard open (the SSE stream read) and Prometheus scraping once a
+/// second: the cost of observing a job.
+fn lockstep_observed(
+    graph: lockstep::Graph,
+    workers: usize,
+) -> (u64, u64, Option<f64>, Option<f64>) {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tmp");
+    let graph = Arc::new(graph);
+    let observer = lockstep::observe::Observer::new(
+        Arc::clone(&graph),
+        Some(&dir.path().join("events.jsonl")),
+        true,
+    )
+    .expect("observer");
+    let addr = lockstep::observe::serve("127.0.0.1:0", Arc::clone(&observer), true).expect("serve");
+    let get = move |path: &'static str, stream: bool| {
+        std::thread::spawn(move || loop {
+            let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+                return;
+            };
+            let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut buf = vec![0u8; 1 << 16];
+            if stream {
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                return;
+            }
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        })
+    };
+    get("/api/stream", true);
+    get("/metrics", false);
+    let opts = RunOptions {
+        observer: Some(Arc::clone(&observer)),
+        ..RunOptions::workers(workers)
+    };
+    let s = lockstep::run(graph, &opts).expect("run");
+    (
+        s.sources.iter().map(|(_, r, _)| r).sum(),
+        s.sinks[0].1,
+        s.epoch_latency_ms(0.5),
+        s.epoch_latency_ms(0.99),
+    )
+}
+
+/// q1 and q5 plain, observed, and hand-written, alternating.
+#[allow(clippy::cast_precision_loss)]
+fn observe_row(job: &str, workers: usize, n: u64, repeat: usize) {
+    let (mut plain, mut obs, mut base) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..repeat {
+        plain.push(measure_once(job, "lockstep", workers, n));
+        obs.push(measure_once(job, "observed", workers, n));
+        base.push(measure_once(job, "timely", workers, n));
+    }
+    let (p, o, t) = (best(plain), best(obs), best(base));
+    assert_eq!(
+        p.output, o.output,
+        "{job}: observing changed the output count"
+    );
+    let per = |m: &Measured| m.records as f64 / m.seconds / workers as f64;
+    println!(
+        "| {job:<4} | {workers} | {:>9.2}M | {:>9.2}M | {:>+7.1}% | {:>9.2}M | {:>6.1} | {:>6.1} |",
+        per(&p) / 1e6,
+        per(&o) / 1e6,
+        (per(&p) / per(&o) - 1.0) * 100.0,
+        per(&t) / 1e6,
+        p.peak_rss_kib as f64 / 1024.0,
+        o.peak_rss_kib as f64 / 1024.0,
+    );
+}
+
 /// A run with checkpoints in `dir`: what it measured, and what its
 /// checkpoints cost.
 #[allow(clippy::cast_precision_loss)]
@@ -218,6 +291,7 @@ fn lockstep_checkpointed(
         workers,
         state: Some(dir.to_path_buf()),
         fresh: false,
+        observer: None,
     };
     let s = lockstep::run(Arc::new(graph), &opts).expect("run");
     let c = &s.checkpoints;
@@ -472,6 +546,7 @@ fn child(args: &[String]) {
             return;
         }
         (q, "lockstep") => lockstep_run(nexmark_graph(q, n), workers),
+        (q, "observed") => lockstep_observed(nexmark_graph(q, n), workers),
         (q, "timely") => {
             let (r, o) = match q {
                 "q5" => stateful::q5(n, workers),
@@ -681,7 +756,7 @@ fn restart_row(workers: usize, n: u64) {
 const HELP: &str = "\
 lockstep-bench: lockstep jobs beside hand-written timely programs
 
-usage: lockstep-bench [--quick] [--rss] [--checkpoints] [--only JOBS] [--repeat N] [--events N]
+usage: lockstep-bench [--quick] [--rss] [--checkpoints] [--observe] [--only JOBS] [--repeat N] [--events N]
 
   (no flags)    the full set: file, file-win (2M bids) and Nexmark q0 q1 q2 q3 q5
                 q7 q8 q11 (10M events), at 1 and 2 workers, best of 3
@@ -690,6 +765,8 @@ usage: lockstep-bench [--quick] [--rss] [--checkpoints] [--only JOBS] [--repeat 
   --checkpoints q5 and q7 with and without checkpoints (--state, one per 1 s
                 epoch), at 1 and 2 workers; then the restart of a job with
                 1M keys of state killed inside its final checkpoint
+  --observe     q1 and q5 plain, observed (metrics, dashboard, events) and
+                hand-written: the cost of observability
   --kafka       Kafka source -> null and Kafka -> 10 s windows -> Kafka beside
                 hand-written timely+rdkafka, at 1 and 2 workers (1M Nexmark
                 events' bids; a nisshi broker of its own unless
@@ -733,6 +810,7 @@ fn main() {
         "--rss",
         "--checkpoints",
         "--kafka",
+        "--observe",
         "--rate",
         "--only",
         "--repeat",
@@ -781,6 +859,24 @@ fn main() {
             only.as_ref().is_some_and(|o| o.iter().any(|j| j == "live")),
             rate,
         );
+        return;
+    }
+    if args.iter().any(|a| a == "--observe") {
+        println!(
+            "lockstep {}: the cost of observing (--metrics, --ui with the dashboard open, --events, Prometheus scraping 1/s); {nex_n} events, best of {repeat}; records/s per worker; overhead = extra time",
+            env!("CARGO_PKG_VERSION")
+        );
+        println!(
+            "| job  | w | plain      | observed   | overhead | timely     | RSS p  | RSS o  |"
+        );
+        println!(
+            "|------|---|------------|------------|----------|------------|--------|--------|"
+        );
+        for workers in [1, 2] {
+            for job in ["q1", "q5"] {
+                observe_row(job, workers, nex_n, repeat);
+            }
+        }
         return;
     }
     if args.iter().any(|a| a == "--checkpoints") {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 use lockstep_state::{KeyedState, StateDef, StateGauge};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -38,7 +39,7 @@ use crate::window::plan_aggs;
 pub struct Aggregate;
 
 /// `aggregate`'s config.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateConfig {
     /// The upstream.
@@ -47,6 +48,7 @@ pub struct AggregateConfig {
     #[serde(default)]
     pub key: Vec<String>,
     /// Output field → aggregate, in order.
+    #[schemars(extend("minProperties" = 1))]
     pub aggregate: IndexMap<String, String>,
 }
 

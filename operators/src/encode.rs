@@ -11,7 +11,9 @@ use crate::value::{Schema, Type, Value};
 pub const OUTPUT_FORMAT: u32 = 1;
 
 /// An output format of a file or stdout sink.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// One compact JSON object per line, fields in schema order.

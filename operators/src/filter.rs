@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::config::{parse_config, Diag, Path};
@@ -17,7 +18,7 @@ use crate::value::{errors_schema, Schema, Type};
 pub struct Filter;
 
 /// `filter`'s config.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     /// The upstream node or source.

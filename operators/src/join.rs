@@ -26,6 +26,7 @@ use lockstep_state::store::StoreError;
 use lockstep_state::{
     decode_value, encode_value_into, Checkpointer, KeyGroups, KeyedState, StateDef, StateGauge,
 };
+use schemars::JsonSchema;
 use serde::Deserialize;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -50,7 +51,7 @@ use crate::window::cmp_rows;
 pub struct Join;
 
 /// `join`'s config.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinConfig {
     /// The left upstream.
@@ -58,6 +59,7 @@ pub struct JoinConfig {
     /// The right upstream.
     pub right: String,
     /// Equality conditions: `[left_field, right_field]` pairs.
+    #[schemars(length(min = 1))]
     pub on: Vec<(String, String)>,
     /// Optional tumbling window both records must share.
     #[serde(default)]
@@ -67,14 +69,16 @@ pub struct JoinConfig {
     pub condition: Option<String>,
     /// Output field → expression over `left.x`, `right.y` (and
     /// `window_start`, `window_end` in a windowed join).
+    #[schemars(extend("minProperties" = 1))]
     pub select: IndexMap<String, String>,
 }
 
 /// A join's window.
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Deserialize, Clone, Copy, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinWindow {
     /// Window length in milliseconds.
+    #[schemars(range(min = 1))]
     pub tumbling_ms: u64,
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::config::{parse_config, Diag, Path};
@@ -18,12 +19,13 @@ use crate::value::{errors_schema, Schema, Value};
 pub struct Map;
 
 /// `map`'s config.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MapConfig {
     /// The upstream node or source.
     pub input: String,
     /// Output field name → expression, in output order.
+    #[schemars(extend("minProperties" = 1))]
     pub select: IndexMap<String, String>,
 }
 

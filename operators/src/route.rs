@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::config::{parse_config, Diag, Path};
@@ -22,12 +23,13 @@ pub struct Route;
 pub const UNMATCHED_PORT: &str = "unmatched";
 
 /// `route`'s config.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// The upstream node or source.
     pub input: String,
     /// Output name → bool expression, tried in order; the first true wins.
+    #[schemars(extend("minProperties" = 1))]
     pub routes: IndexMap<String, String>,
 }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use timely::dataflow::operators::Concatenate;
 
@@ -14,10 +15,11 @@ use crate::value::Schema;
 pub struct Union;
 
 /// `union`'s config.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnionConfig {
     /// The upstreams, all of one schema (same field names and types, in order).
+    #[schemars(length(min = 2))]
     pub inputs: Vec<String>,
 }
 

@@ -68,6 +68,24 @@ impl fmt::Display for Type {
     }
 }
 
+/// The JSON Schema of a type name in a graph's `schema` maps: one of the
+/// names [`Type::parse`] accepts, listed from [`Type::ALL`] so the two
+/// cannot drift.
+impl schemars::JsonSchema for Type {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FieldType".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = Type::ALL.iter().map(|t| t.name()).collect();
+        schemars::json_schema!({
+            "description": "A field type: int is i64, float is f64, timestamp is i64 milliseconds since the Unix epoch, json is any JSON value.",
+            "type": "string",
+            "enum": names,
+        })
+    }
+}
+
 /// The text of a `string` or `json` value. An owned, immutable buffer: a
 /// source can adopt a `String`'s buffer without copying it, and nodes move
 /// values rather than share them (a fan-out to several consumers copies).

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 use lockstep_state::{KeyedState, StateDef, StateGauge};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -48,7 +49,7 @@ use lockstep_state::store::FINISHED;
 pub struct Window;
 
 /// `window`'s config.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
     /// The upstream.
@@ -67,32 +68,37 @@ pub struct WindowConfig {
 }
 
 /// The `window` field: exactly one of its members.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
 pub struct WindowSpec {
-    /// `{"tumbling_ms": N}`.
+    /// Tumbling windows of this many milliseconds: `{"tumbling_ms": N}`.
+    #[schemars(range(min = 1))]
     pub tumbling_ms: Option<u64>,
-    /// `{"sliding": {"size_ms": S, "slide_ms": D}}`.
+    /// Sliding windows: `{"sliding": {"size_ms": S, "slide_ms": D}}`.
     pub sliding: Option<SlidingSpec>,
-    /// `{"session": {"gap_ms": G}}`.
+    /// Session windows: `{"session": {"gap_ms": G}}`.
     pub session: Option<SessionSpec>,
 }
 
 /// A sliding (hop) window.
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Deserialize, Clone, Copy, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlidingSpec {
     /// Window length.
+    #[schemars(range(min = 1))]
     pub size_ms: u64,
     /// Distance between window starts.
+    #[schemars(range(min = 1))]
     pub slide_ms: u64,
 }
 
 /// A session window.
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Deserialize, Clone, Copy, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSpec {
     /// Records of a key at most this far apart are in one session.
+    #[schemars(range(min = 1))]
     pub gap_ms: u64,
 }
 

@@ -10,10 +10,10 @@ use std::path::Path as FsPath;
 use lockstep_operators::registry::Registry;
 
 pub use model::{
-    Diagnostic, Graph, GraphError, NodeDef, PortRef, Producer, Severity, SinkDef, SinkKind,
-    SourceDef, SourceKind,
+    Capture, Diagnostic, Graph, GraphError, NodeDef, PortRef, Producer, Severity, SinkDef,
+    SinkKind, SourceDef, SourceKind,
 };
-pub use pos::LineCol;
+pub use pos::{LineCol, PosIndex};
 pub use validate::partition_path;
 
 impl Graph {

@@ -202,6 +202,40 @@ pub enum SinkKind {
         /// Extra producer properties.
         properties: indexmap::IndexMap<String, String>,
     },
+    /// Records handed to a function in memory, as jsonl lines in the order
+    /// a file sink would write them (`lockstep test`, `lockstep tap`).
+    /// Graph files cannot name it: tools add it after validation.
+    Capture {
+        /// Field indices that order records within an epoch.
+        order_by: Vec<usize>,
+        /// Where the records go.
+        capture: Arc<Capture>,
+    },
+}
+
+/// The receiver of a [`SinkKind::Capture`] sink: called by its one writer
+/// with each record's epoch and jsonl line (no newline), epochs in order.
+pub struct Capture(Box<CaptureFn>);
+
+/// What a capture calls: `(epoch, line)`.
+type CaptureFn = dyn Fn(u64, &str) + Send + Sync;
+
+impl Capture {
+    /// A capture that calls `f(epoch, line)` for each record.
+    pub fn new(f: impl Fn(u64, &str) + Send + Sync + 'static) -> Capture {
+        Capture(Box::new(f))
+    }
+
+    /// Hands one record over.
+    pub fn record(&self, epoch: u64, line: &str) {
+        (self.0)(epoch, line);
+    }
+}
+
+impl fmt::Debug for Capture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Capture")
+    }
 }
 
 impl Graph {

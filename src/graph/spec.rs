@@ -3,30 +3,36 @@
 //! node types in `lockstep-operators`.
 
 use indexmap::IndexMap;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use lockstep_operators::encode::Format;
+use lockstep_operators::value::Type;
 
 /// `time`: how epochs are derived. Exactly one field.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
 pub struct TimeSpec {
     /// Epochs of this many milliseconds of event time.
+    #[schemars(range(min = 1))]
     pub epoch_ms: Option<u64>,
     /// Epochs of this many records of each partition.
+    #[schemars(range(min = 1))]
     pub epoch_records: Option<u64>,
 }
 
 /// `checkpoint`: how often `--state` runs checkpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSpec {
     /// Checkpoint whenever `frontier / every_epochs` increases.
+    #[schemars(range(min = 1))]
     pub every_epochs: u64,
 }
 
 /// What to do with a record that fails to parse or evaluate.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Send it to the `errors` output (the default); it is counted.
@@ -37,7 +43,7 @@ pub enum OnError {
 }
 
 /// `event_time` of a source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventTimeSpec {
     /// The `timestamp` (or `int`) field that holds event time.
@@ -49,18 +55,22 @@ pub struct EventTimeSpec {
 }
 
 /// A `file` source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["path"]}, {"required": ["paths"]}]))]
 pub struct FileSourceSpec {
     /// One file, one partition (or `split` partitions).
     pub path: Option<String>,
     /// Several files, one partition each.
+    #[schemars(length(min = 1))]
     pub paths: Option<Vec<String>>,
     /// Read the one `path` as this many byte ranges, each a partition.
+    #[schemars(range(min = 1))]
     pub split: Option<u32>,
     /// `jsonl` or `csv`; default: `csv` for a `.csv` file, else `jsonl`.
     pub format: Option<Format>,
     /// Field name → type, in order.
+    #[schemars(with = "IndexMap<String, Type>", extend("minProperties" = 1))]
     pub schema: IndexMap<String, String>,
     /// Where event time comes from.
     pub event_time: Option<EventTimeSpec>,
@@ -87,13 +97,14 @@ pub fn format_for_path(path: &str) -> Format {
 }
 
 /// A `stdin` source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StdinSourceSpec {
     /// `jsonl` (default) or `csv`.
     #[serde(default = "jsonl")]
     pub format: Format,
     /// Field name → type, in order.
+    #[schemars(with = "IndexMap<String, Type>", extend("minProperties" = 1))]
     pub schema: IndexMap<String, String>,
     /// Where event time comes from.
     pub event_time: Option<EventTimeSpec>,
@@ -103,7 +114,7 @@ pub struct StdinSourceSpec {
 }
 
 /// How a `generator` source makes one field.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum FieldGen {
     /// `int`: start + i × step for record number i.
@@ -135,6 +146,7 @@ pub enum FieldGen {
         #[serde(default = "one_f")]
         amplitude: f64,
         /// Records per cycle.
+        #[schemars(range(min = 1))]
         period: u64,
         /// Added to every value.
         #[serde(default)]
@@ -142,14 +154,16 @@ pub enum FieldGen {
     },
     /// The values in turn, each for `every` records (`int`, `float` or `string`).
     Step {
-        /// The values, all of one JSON type.
+        /// The values, all numbers or all strings.
+        #[schemars(length(min = 1))]
         values: Vec<serde_json::Value>,
         /// Records per value.
         #[serde(default = "one_u")]
+        #[schemars(range(min = 1))]
         every: u64,
     },
     /// `string`: one of the values, chosen from the seed and the record number.
-    Choice(Vec<String>),
+    Choice(#[schemars(length(min = 1))] Vec<String>),
     /// `timestamp`: start + i × step_ms.
     Timestamp {
         /// The first value (ms since the Unix epoch).
@@ -171,18 +185,20 @@ fn one_f() -> f64 {
 }
 
 /// A `generator` source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorSpec {
     /// How many records in all (record numbers 0..count).
     pub count: u64,
     /// Partitions; record i goes to partition i mod partitions.
     #[serde(default = "one_u32")]
+    #[schemars(range(min = 1))]
     pub partitions: u32,
     /// The seed of the random patterns.
     #[serde(default)]
     pub seed: u64,
     /// Field name → pattern, in order.
+    #[schemars(extend("minProperties" = 1))]
     pub fields: IndexMap<String, FieldGen>,
     /// Where event time comes from.
     pub event_time: Option<EventTimeSpec>,
@@ -193,7 +209,7 @@ fn one_u32() -> u32 {
 }
 
 /// Which events a `nexmark` source emits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NexmarkEvents {
     /// Person events.
@@ -205,7 +221,7 @@ pub enum NexmarkEvents {
 }
 
 /// A `nexmark` source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NexmarkSpec {
     /// Which events.
@@ -216,6 +232,7 @@ pub struct NexmarkSpec {
     pub base_time: u64,
     /// Partitions; event number n goes to partition n mod partitions.
     #[serde(default = "one_u32")]
+    #[schemars(range(min = 1))]
     pub partitions: u32,
     /// Watermark lag (the generator is in order; default 0).
     #[serde(default)]
@@ -223,7 +240,7 @@ pub struct NexmarkSpec {
 }
 
 /// A `file` sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkSpec {
     /// The upstream.
@@ -235,13 +252,14 @@ pub struct FileSinkSpec {
     /// Fields that order records within an epoch (default: all, in order).
     pub order_by: Option<Vec<String>>,
     /// Write this many files, choosing each record's file by key hash.
+    #[schemars(range(min = 1))]
     pub partitions: Option<u32>,
     /// The fields hashed to choose a partition (default: all fields).
     pub key: Option<Vec<String>>,
 }
 
 /// A `stdout` sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutSinkSpec {
     /// The upstream.
@@ -254,7 +272,7 @@ pub struct StdoutSinkSpec {
 }
 
 /// A `null` sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NullSinkSpec {
     /// The upstream.
@@ -264,8 +282,9 @@ pub struct NullSinkSpec {
 /// Where a `kafka` source starts on its first run: `"earliest"` (default),
 /// `"latest"`, or a time (integer ms since the Unix epoch, or an RFC 3339
 /// string) whose first record at or after it is read first.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
+#[schemars(extend("examples" = ["earliest", "latest"]))]
 pub enum KafkaStartSpec {
     /// Milliseconds since the Unix epoch.
     Millis(i64),
@@ -274,7 +293,7 @@ pub enum KafkaStartSpec {
 }
 
 /// `until` of a `kafka` source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KafkaUntil {
     /// Stop at the high watermarks seen when the job first started.
@@ -282,7 +301,7 @@ pub enum KafkaUntil {
 }
 
 /// A `kafka` source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSourceSpec {
     /// Bootstrap brokers, `host:port[,host:port...]`.
@@ -293,6 +312,7 @@ pub struct KafkaSourceSpec {
     #[serde(default = "jsonl")]
     pub format: Format,
     /// Field name → type, in order.
+    #[schemars(with = "IndexMap<String, Type>", extend("minProperties" = 1))]
     pub schema: IndexMap<String, String>,
     /// Where event time comes from.
     pub event_time: Option<EventTimeSpec>,
@@ -320,7 +340,7 @@ fn default_idle_ms() -> u64 {
 }
 
 /// A `kafka` sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkSpec {
     /// The upstream.

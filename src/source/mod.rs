@@ -132,11 +132,7 @@ pub fn open_partition(
             }
             Box::new(TextReader::open(&part, schema, *format)?)
         }
-        SourceKind::Stdin { format } => Box::new(TextReader::from_reader(
-            Box::new(std::io::BufReader::new(std::io::stdin())),
-            schema,
-            *format,
-        )),
+        SourceKind::Stdin { format } => Box::new(TextReader::stdin(schema, *format)),
         SourceKind::Generator(g) => Box::new(GeneratorReader::new(Arc::new(g.clone()), p, from)),
         SourceKind::Nexmark(n) => Box::new(NexmarkReader::new(n, p, from)),
     })
@@ -253,6 +249,14 @@ struct Outputs {
 
 /// Sends the partition's buffered records under its capabilities, counting them.
 fn flush(part: &mut Part, outs: &mut Outputs, metrics: &SourceMetrics) {
+    if let Some(g) = metrics.parts.get(part.index as usize) {
+        g.records
+            .fetch_add((part.out.len() + part.err.len()) as u64, Ordering::Relaxed);
+        g.position.store(part.reader.position(), Ordering::Relaxed);
+        g.epoch.store(part.epoch(), Ordering::Relaxed);
+        g.max_time
+            .store(part.max_time.unwrap_or(i64::MIN), Ordering::Relaxed);
+    }
     if let Some((c0, c1)) = &part.caps {
         metrics
             .records
@@ -563,6 +567,11 @@ pub fn build<'s>(
                                 }
                                 part.caps = None;
                                 shared.partition_advanced(idx, part.index, u64::MAX);
+                                if let Some(g) =
+                                    shared.source_metrics(idx).parts.get(part.index as usize)
+                                {
+                                    g.epoch.store(u64::MAX, Ordering::Relaxed);
+                                }
                                 break;
                             }
                             Err(e) => {

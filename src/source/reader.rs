@@ -129,6 +129,123 @@ pub struct TextReader {
     last_first: u64,
     buf: Vec<u8>,
     done: bool,
+    /// Standard input, read by a thread of its own (then `input` is unused).
+    pump: Option<Pump>,
+}
+
+/// What reading one line gave.
+enum Line {
+    /// A line, in `buf`.
+    Got,
+    /// The end of the input (or the range).
+    End,
+    /// Nothing yet (standard input that has no whole line now).
+    Wait,
+}
+
+/// How many chunks of standard input wait for the worker, at most.
+const PUMP_CHUNKS: usize = 64;
+
+/// Standard input, read in chunks by a thread of its own, so that a worker
+/// never blocks on it: while no whole line has arrived, the source waits
+/// (and the rest of the dataflow goes on, so earlier epochs complete).
+pub struct Pump {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    at: usize,
+    eof: bool,
+}
+
+impl Pump {
+    /// Starts reading standard input.
+    pub fn stdin() -> Pump {
+        let (tx, rx) = std::sync::mpsc::sync_channel(PUMP_CHUNKS);
+        let _ = std::thread::Builder::new()
+            .name("lockstep-stdin".into())
+            .spawn(move || {
+                let mut input = std::io::stdin().lock();
+                loop {
+                    let mut chunk = vec![0u8; 1 << 16];
+                    match input.read(&mut chunk) {
+                        Ok(0) => {
+                            let _ = tx.send(Ok(Vec::new()));
+                            return;
+                        }
+                        Ok(n) => {
+                            chunk.truncate(n);
+                            if tx.send(Ok(chunk)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+            });
+        Pump {
+            rx,
+            buf: Vec::new(),
+            at: 0,
+            eof: false,
+        }
+    }
+
+    fn take(&mut self, chunk: Vec<u8>) {
+        if chunk.is_empty() {
+            self.eof = true;
+            return;
+        }
+        if self.at > 0 {
+            self.buf.drain(..self.at);
+            self.at = 0;
+        }
+        self.buf.extend_from_slice(&chunk);
+    }
+
+    /// Whether a whole line, or the end, can be read without waiting.
+    fn ready(&mut self) -> std::io::Result<bool> {
+        loop {
+            if self.eof || memchr::memchr(b'\n', &self.buf[self.at..]).is_some() {
+                return Ok(true);
+            }
+            match self.rx.try_recv() {
+                Ok(Ok(c)) => self.take(c),
+                Ok(Err(e)) => return Err(e),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(false),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => self.eof = true,
+            }
+        }
+    }
+}
+
+impl Read for Pump {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(out.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Pump {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.at >= self.buf.len() && !self.eof {
+            match self.rx.recv() {
+                Ok(Ok(c)) => self.take(c),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => self.eof = true,
+            }
+        }
+        Ok(&self.buf[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.buf.len());
+    }
 }
 
 impl TextReader {
@@ -163,6 +280,7 @@ impl TextReader {
             last_first: 0,
             buf: Vec::new(),
             done: false,
+            pump: None,
         };
         if format == Format::Csv && start > 0 {
             // The header is the file's first line.
@@ -179,13 +297,21 @@ impl TextReader {
         Ok(reader)
     }
 
-    /// A reader of a stream (stdin).
+    /// A reader of standard input that never blocks its worker.
+    pub fn stdin(schema: &Schema, format: Format) -> TextReader {
+        let mut r = TextReader::from_reader(Box::new(std::io::empty()), schema, format);
+        r.pump = Some(Pump::stdin());
+        r
+    }
+
+    /// A reader of a stream.
     pub fn from_reader(
         input: Box<dyn BufRead + Send>,
         schema: &Schema,
         format: Format,
     ) -> TextReader {
         TextReader {
+            pump: None,
             input,
             schema: schema.clone(),
             format,
@@ -202,19 +328,34 @@ impl TextReader {
         }
     }
 
-    /// Reads one physical line into `buf`; false at the end of the range.
-    fn read_line(&mut self) -> std::io::Result<bool> {
+    /// Reads one physical line into `buf`.
+    fn read_line(&mut self) -> std::io::Result<Line> {
         self.buf.clear();
         if self.done || self.end.is_some_and(|e| self.pos >= e) {
-            return Ok(false);
+            return Ok(Line::End);
         }
-        let n = self.input.read_until(b'\n', &mut self.buf)?;
+        if let Some(p) = &mut self.pump {
+            if !p.ready()? {
+                return Ok(Line::Wait);
+            }
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let n = self.read_until_nl(&mut buf)?;
+        self.buf = buf;
         if n == 0 {
             self.done = true;
-            return Ok(false);
+            return Ok(Line::End);
         }
         self.pos += n as u64;
-        Ok(true)
+        Ok(Line::Got)
+    }
+
+    /// Reads up to and including the next newline into `buf`.
+    fn read_until_nl(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        match &mut self.pump {
+            Some(p) => p.read_until(b'\n', buf),
+            None => self.input.read_until(b'\n', buf),
+        }
     }
 }
 
@@ -255,8 +396,10 @@ impl PartitionReader for TextReader {
             let first = self.lines_read;
             self.last_first = first;
             let at_file_start = self.pos == 0;
-            if !self.read_line()? {
-                return Ok(None);
+            match self.read_line()? {
+                Line::Got => {}
+                Line::End => return Ok(None),
+                Line::Wait => return Ok(Some(Item::Wait)),
             }
             self.lines_read += 1;
             if at_file_start && self.buf.starts_with(BOM) {
@@ -289,7 +432,7 @@ impl PartitionReader for TextReader {
             let mut bytes = std::mem::take(&mut self.buf);
             while open_quote(strip_eol(&bytes)) {
                 let mut next = Vec::new();
-                let n = self.input.read_until(b'\n', &mut next)?;
+                let n = self.read_until_nl(&mut next)?;
                 if n == 0 {
                     break;
                 }

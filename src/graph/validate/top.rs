@@ -23,6 +23,7 @@ const TOP_FIELDS: &[&str] = &[
     "sources",
     "nodes",
     "sinks",
+    "tests",
 ];
 
 /// The job-wide settings of a graph.
