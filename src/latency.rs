@@ -20,6 +20,8 @@ const BUCKETS: usize = 1048;
 pub struct Histogram {
     counts: Vec<u64>,
     total: u64,
+    /// The samples' sum, in microseconds.
+    sum_us: u64,
 }
 
 impl Default for Histogram {
@@ -27,6 +29,7 @@ impl Default for Histogram {
         Histogram {
             counts: vec![0; BUCKETS],
             total: 0,
+            sum_us: 0,
         }
     }
 }
@@ -43,6 +46,15 @@ impl Histogram {
         };
         self.counts[i.min(BUCKETS - 1)] += 1;
         self.total += 1;
+        self.sum_us = self
+            .sum_us
+            .saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// The samples' sum, in seconds.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_us as f64 / 1e6
     }
 
     /// How many samples.

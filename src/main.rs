@@ -72,7 +72,7 @@ enum Command {
         #[arg(long)]
         limit: Option<u64>,
         /// Worker threads.
-        #[arg(long, short = 'w', default_value_t = 1)]
+        #[arg(long, short = 'w', default_value_t = 1, conflicts_with = "attach")]
         workers: usize,
         /// Tap a running job instead: the HOST:PORT of its --metrics or --ui
         /// endpoint (records print as they flow, unsorted).
@@ -305,6 +305,30 @@ fn tap(
     }
 }
 
+/// `validate` also checks a graph's test cases, when it has some.
+fn validate_tests(graph: &std::path::Path) -> ExitCode {
+    let inline = std::fs::read_to_string(graph)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get("tests").is_some());
+    if !inline && !lockstep::harness::sibling(graph).exists() {
+        return ExitCode::SUCCESS;
+    }
+    match lockstep::harness::load(graph, &lockstep::Registry::builtin()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            let n = e.diagnostics.len();
+            tracing::error!(
+                "lockstep: {n} error{} in the tests of {}",
+                if n == 1 { "" } else { "s" },
+                graph.display()
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn test(
     graphs: &[PathBuf],
     workers: usize,
@@ -326,6 +350,12 @@ fn test(
     };
     let report = lockstep::harness::run_tests(graphs, &opts, &lockstep::Registry::builtin());
     print!("{}", report.text());
+    let ran: usize = report.files.iter().map(|f| f.cases.len()).sum();
+    let loaded = report.files.iter().all(|f| f.error.is_none());
+    if let (Some(filter), 0, true) = (&opts.filter, ran, loaded) {
+        tracing::error!("lockstep: no case name contains \"{filter}\"");
+        return ExitCode::from(1);
+    }
     if let Some(path) = junit {
         if let Err(e) = std::fs::write(&path, report.junit()) {
             tracing::error!("lockstep: cannot write {}: {e}", path.display());
@@ -348,7 +378,7 @@ fn main() -> ExitCode {
     });
     match cli.command {
         Command::Validate { graph } => match load(&graph) {
-            Ok(_) => ExitCode::SUCCESS,
+            Ok(_) => validate_tests(&graph),
             Err(c) => c,
         },
         Command::Test {

@@ -161,8 +161,6 @@ pub struct Shared {
     pub ports: Vec<Vec<AtomicU64>>,
     /// Each local worker's probe frontier (`u64::MAX`: none or done).
     frontiers: Vec<AtomicU64>,
-    /// The epoch of the last `epoch_completed` event.
-    last_epoch: AtomicU64,
     /// Checkpoint batches by epoch, until every local worker wrote its own:
     /// (batches, bytes, longest write).
     ck_batches: Mutex<BTreeMap<u64, (usize, u64, Duration)>>,
@@ -241,7 +239,6 @@ impl Shared {
             frontiers: (0..FRONTIER_SLOTS)
                 .map(|_| AtomicU64::new(u64::MAX))
                 .collect(),
-            last_epoch: AtomicU64::new(0),
             ck_batches: Mutex::new(BTreeMap::new()),
             local_workers: 1,
             observer: None,
@@ -367,12 +364,7 @@ impl Shared {
         let latency = self.clock.written(epoch);
         let _ = self.first_output.set(self.started.elapsed());
         if let Some(o) = &self.observer {
-            let before = self
-                .last_epoch
-                .fetch_max(epoch.saturating_add(1), Ordering::Relaxed);
-            if before <= epoch {
-                o.epoch_completed(epoch, latency);
-            }
+            o.epoch_written(epoch, latency);
         }
     }
 
@@ -492,7 +484,8 @@ impl fmt::Display for RunSummary {
 /// What a run's checkpoints cost.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckpointStats {
-    /// Checkpoints written (by worker 0; every worker writes each).
+    /// Checkpoints written (counted by each process's first worker; every
+    /// worker writes each).
     pub checkpoints: u64,
     /// Write batches, over all workers.
     pub batches: u64,
@@ -1129,7 +1122,8 @@ fn write_checkpoint(ck: &Checkpointer, epoch: u64, shared: &Shared) {
                 c.batches += 1;
                 c.bytes += record.bytes;
                 c.write.record(took);
-                if ck.worker() == 0 {
+                // Once per checkpoint: by this process's first worker.
+                if (ck.worker() as usize).is_multiple_of(shared.local_workers.max(1)) {
                     c.checkpoints += 1;
                 }
             }

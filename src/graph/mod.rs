@@ -14,7 +14,7 @@ pub use model::{
     SinkKind, SourceDef, SourceKind,
 };
 pub use pos::{LineCol, PosIndex};
-pub use validate::partition_path;
+pub use validate::{find_port, partition_path};
 
 impl Graph {
     /// Reads and validates a graph file with the built-in node types.

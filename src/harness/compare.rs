@@ -10,6 +10,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::report::{CaseResult, Outcome};
+#[cfg(test)]
+use super::Captured;
 use super::{Case, Expect, Expected, RunResult};
 
 /// How expected records are compared with the output.
@@ -117,11 +119,17 @@ pub(super) fn judge(
         return result;
     };
     let mut problems = Vec::new();
-    // Every worker count must capture the same bytes.
+    // Every worker count must capture the same bytes, from every sink and
+    // every expected output.
     for (w, c) in ok.iter().skip(1) {
         for (e, (a, b)) in case.expect.iter().zip(first.outputs.iter().zip(&c.outputs)) {
             if a != b {
                 problems.push(divergence(&e.target, *w0, a, *w, b));
+            }
+        }
+        for ((name, a), (_, b)) in first.sinks.iter().zip(&c.sinks) {
+            if a != b && !case.expect.iter().any(|e| e.target == *name) {
+                problems.push(divergence(name, *w0, a, *w, b));
             }
         }
     }
@@ -382,6 +390,37 @@ mod tests {
         assert!(e.contains("first difference at record 2"), "{e}");
         assert!(e.contains("in epoch 4"), "{e}");
         assert!(e.contains("\n  expected  2\n  got       9"), "{e}");
+    }
+
+    #[test]
+    fn worker_counts_that_disagree_fail_the_case_naming_the_record() {
+        let case = Case {
+            name: "c".into(),
+            description: None,
+            inputs: Vec::new(),
+            expect: Vec::new(),
+            fails_with: None,
+        };
+        let run = |line: &str| Captured {
+            outputs: Vec::new(),
+            sinks: vec![(
+                "out".to_string(),
+                vec![(1, "{\"a\":1}".to_string()), (2, line.to_string())],
+            )],
+        };
+        let runs = vec![
+            (1, Ok(run("{\"a\":2}")), Duration::ZERO),
+            (4, Ok(run("{\"a\":3}")), Duration::ZERO),
+        ];
+        let r = judge(&case, runs, false);
+        let Outcome::Fail(m) = r.outcome else {
+            panic!("{:?}", r.outcome)
+        };
+        assert!(
+            m.contains("\"out\": the output differs between 1 worker and 4 workers at record 2"),
+            "{m}"
+        );
+        assert!(m.contains("(epoch 2) {\"a\":3}"), "{m}");
     }
 
     #[test]

@@ -60,7 +60,8 @@ impl Default for TestOptions {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CaseSpec {
-    /// What the case checks (shown in JUnit output).
+    /// What the case checks (shown with its result when it fails, and in
+    /// JUnit output).
     #[serde(default)]
     description: Option<String>,
     /// Source name → its records.
@@ -272,7 +273,9 @@ fn target_exists(graph: &Graph, name: &str) -> Result<(), String> {
     if graph.sinks.iter().any(|s| s.name == name) {
         return Ok(());
     }
-    resolve_port(graph, name).map(|_| ())
+    resolve_port(graph, name)
+        .map(|_| ())
+        .map_err(|e| format!("{e}; expect names a sink, or an output as \"node\" or \"node.port\""))
 }
 
 /// The output `name` (`producer` or `producer.port`) names.
@@ -296,30 +299,14 @@ pub fn resolve_port(graph: &Graph, name: &str) -> Result<PortRef, String> {
                 .position(|n| n.name == prod)
                 .map(Producer::Node)
         })
-        .ok_or_else(|| {
-            format!("no sink, source or node is called \"{prod}\"; expect names a sink, or an output as \"node\" or \"node.port\"")
+        .ok_or_else(|| match graph.sinks.iter().find(|s| s.name == prod) {
+            Some(s) => format!(
+                "\"{prod}\" is a sink, which has no output; name what it reads, \"{}\"",
+                s.input.text
+            ),
+            None => format!("no source or node is called \"{prod}\""),
         })?;
-    let ports = graph.ports(producer);
-    let index = match port {
-        None => 0,
-        Some(p) => ports.iter().position(|x| x.name == p).ok_or_else(|| {
-            let names: Vec<String> = ports
-                .iter()
-                .enumerate()
-                .map(|(i, x)| {
-                    if i == 0 {
-                        prod.to_string()
-                    } else {
-                        format!("{prod}.{}", x.name)
-                    }
-                })
-                .collect();
-            format!(
-                "\"{prod}\" has no output \"{p}\"; its outputs are {}",
-                names.join(", ")
-            )
-        })?,
-    };
+    let index = crate::graph::find_port(graph.ports(producer), port, name)?;
     Ok(PortRef {
         producer,
         port: index,
@@ -391,6 +378,13 @@ fn check_cases(
                 what: Expected::Nothing,
                 order: Order::Exact,
             });
+        }
+        if spec.fails_with.is_some() && !(spec.expect.is_empty() && spec.no_output_from.is_empty())
+        {
+            diags.push(Diag::new(
+                here.key("fails_with"),
+                "a case that expects the job to fail checks no output: remove \"expect\" and \"no_output_from\", or \"fails_with\"",
+            ));
         }
         if spec.expect.is_empty() && spec.no_output_from.is_empty() && spec.fails_with.is_none() {
             diags.push(Diag::new(
@@ -546,12 +540,20 @@ fn check_expect(target: &str, v: &Json, base: &FsPath, at: &Path) -> Result<Expe
     }
 }
 
-/// What one run of a case captured: per expectation, (epoch, jsonl line).
+/// Records captured from one output: (epoch, jsonl line), in order.
+type Records = Vec<(u64, String)>;
+
+/// What one run of a case captured.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Captured {
     /// Per expectation of the case, in order.
-    pub outputs: Vec<Vec<(u64, String)>>,
+    pub outputs: Vec<Records>,
+    /// Per sink of the graph, in order (compared across worker counts).
+    pub sinks: Vec<(String, Records)>,
 }
+
+/// A capture's buffer.
+type Buffer = Arc<Mutex<Records>>;
 
 /// Writes a case's inputs into `dir` and returns the graph JSON that reads
 /// them.
@@ -615,39 +617,45 @@ fn case_graph(file: &TestFile, case: &Case, dir: &FsPath) -> Result<Json, String
 }
 
 /// Compiles a case's graph with every sink, and every expected output,
-/// captured into memory.
+/// captured into memory: the buffers per expectation, and per sink.
 #[allow(clippy::type_complexity)]
 fn capture_graph(
     json: &Json,
     file: &TestFile,
     case: &Case,
     registry: &Registry,
-) -> Result<(Graph, Vec<Arc<Mutex<Vec<(u64, String)>>>>), String> {
+) -> Result<(Graph, Vec<Buffer>, Vec<(String, Buffer)>), String> {
     let text = serde_json::to_string(json).map_err(|e| e.to_string())?;
     let label = file.path.display().to_string();
     let mut graph = Graph::from_json_str(&text, &label, &file.base, registry)
         .map_err(|e| format!("the case's graph does not validate:\n{e}"))?;
+    let sinks: Vec<(String, Buffer)> = graph
+        .sinks
+        .iter()
+        .map(|s| (s.name.clone(), Arc::new(Mutex::new(Vec::new()))))
+        .collect();
     let mut outs = Vec::new();
-    let mut by_sink: BTreeMap<usize, Arc<Mutex<Vec<(u64, String)>>>> = BTreeMap::new();
     let mut extra: Vec<SinkDef> = Vec::new();
     for e in &case.expect {
+        if let Some((_, buf)) = sinks.iter().find(|(n, _)| *n == e.target) {
+            outs.push(Arc::clone(buf));
+            continue;
+        }
         let buf = Arc::new(Mutex::new(Vec::new()));
         outs.push(Arc::clone(&buf));
-        if let Some(i) = graph.sinks.iter().position(|s| s.name == e.target) {
-            by_sink.insert(i, buf);
-        } else {
-            let port = resolve_port(&graph, &e.target)?;
-            let schema = graph.schema_of(&port).clone();
-            let n = schema.fields().len();
-            extra.push(SinkDef {
-                name: format!("expect {}", e.target),
-                input: port,
-                schema,
-                kind: capture_kind((0..n).collect(), buf),
-            });
-        }
+        let port = resolve_port(&graph, &e.target)?;
+        let schema = graph.schema_of(&port).clone();
+        let n = schema.fields().len();
+        extra.push(SinkDef {
+            name: format!("expect {}", e.target),
+            input: port,
+            schema,
+            kind: capture_kind((0..n).collect(), buf),
+        });
     }
-    for (i, s) in graph.sinks.iter_mut().enumerate() {
+    // Every sink is captured (a test writes nothing anywhere), in the order
+    // it would write.
+    for (s, (_, buf)) in graph.sinks.iter_mut().zip(&sinks) {
         let order_by = match &s.kind {
             SinkKind::File { order_by, .. }
             | SinkKind::Stdout { order_by, .. }
@@ -655,23 +663,13 @@ fn capture_graph(
             | SinkKind::Capture { order_by, .. } => order_by.clone(),
             SinkKind::Null => (0..s.schema.fields().len()).collect(),
         };
-        // Sinks nothing expects are captured too (and dropped), so that a
-        // test writes nothing anywhere.
-        let buf = by_sink
-            .remove(&i)
-            .unwrap_or_else(|| Arc::new(Mutex::new(Vec::new())));
-        let keep = outs.iter().any(|o| Arc::ptr_eq(o, &buf));
-        s.kind = if keep {
-            capture_kind(order_by, buf)
-        } else {
-            SinkKind::Null
-        };
+        s.kind = capture_kind(order_by, Arc::clone(buf));
     }
     graph.sinks.extend(extra);
-    Ok((graph, outs))
+    Ok((graph, outs, sinks))
 }
 
-fn capture_kind(order_by: Vec<usize>, buf: Arc<Mutex<Vec<(u64, String)>>>) -> SinkKind {
+fn capture_kind(order_by: Vec<usize>, buf: Buffer) -> SinkKind {
     SinkKind::Capture {
         order_by,
         capture: Arc::new(Capture::new(move |epoch, line| {
@@ -693,13 +691,12 @@ fn run_case(file: &TestFile, case: &Case, workers: usize, registry: &Registry) -
     let dir = tempdir()?;
     let result = (|| {
         let json = case_graph(file, case, &dir.0)?;
-        let (graph, outs) = capture_graph(&json, file, case, registry)?;
+        let (graph, outs, sinks) = capture_graph(&json, file, case, registry)?;
         crate::run(Arc::new(graph), &RunOptions::workers(workers)).map_err(|e| e.message)?;
+        let take = |b: &Buffer| b.lock().map(|v| v.clone()).unwrap_or_default();
         Ok(Captured {
-            outputs: outs
-                .iter()
-                .map(|o| o.lock().map(|v| v.clone()).unwrap_or_default())
-                .collect(),
+            outputs: outs.iter().map(take).collect(),
+            sinks: sinks.iter().map(|(n, b)| (n.clone(), take(b))).collect(),
         })
     })();
     drop(dir);

@@ -111,10 +111,18 @@ impl Report {
                         let _ = writeln!(s, "  ok    {} {at}", c.name);
                     }
                     Outcome::Fail(d) => {
-                        let _ = writeln!(s, "  FAIL  {} {at}\n{}", c.name, indent(d, "        "));
+                        let _ = writeln!(s, "  FAIL  {} {at}", c.name);
+                        if let Some(desc) = &c.description {
+                            let _ = writeln!(s, "        ({desc})");
+                        }
+                        let _ = writeln!(s, "{}", indent(d, "        "));
                     }
                     Outcome::Error(d) => {
-                        let _ = writeln!(s, "  ERROR {} {at}\n{}", c.name, indent(d, "        "));
+                        let _ = writeln!(s, "  ERROR {} {at}", c.name);
+                        if let Some(desc) = &c.description {
+                            let _ = writeln!(s, "        ({desc})");
+                        }
+                        let _ = writeln!(s, "{}", indent(d, "        "));
                     }
                 }
                 for u in &c.updated {
@@ -180,6 +188,9 @@ impl Report {
                     xml(&c.name),
                     c.time.as_secs_f64()
                 );
+                if let Some(desc) = &c.description {
+                    let _ = write!(s, "\n      <system-out>{}</system-out>\n    ", xml(desc));
+                }
                 let first = |d: &str| xml(d.lines().next().unwrap_or_default());
                 match &c.outcome {
                     Outcome::Pass => {}

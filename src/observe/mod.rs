@@ -59,7 +59,8 @@ impl Status {
 /// A live tap's subscribers on one output.
 #[derive(Default)]
 struct TapSlot {
-    subs: Mutex<Vec<std::sync::mpsc::SyncSender<String>>>,
+    /// Each subscriber, and the records it missed since its last line.
+    subs: Mutex<Vec<(std::sync::mpsc::SyncSender<String>, u64)>>,
     active: std::sync::atomic::AtomicBool,
 }
 
@@ -92,6 +93,18 @@ pub struct Observer {
     failure: Mutex<Option<String>>,
     /// Whether node outputs are counted (and can be tapped).
     instruments: bool,
+    /// Epochs a sink wrote that are complete once the frontier passes
+    /// them (with the first sink's latency), and how many epochs completed.
+    epochs: Mutex<Epochs>,
+}
+
+/// Epochs written by sinks, completed once the frontier passes them.
+#[derive(Default)]
+struct Epochs {
+    pending: BTreeMap<u64, Option<Duration>>,
+    /// Epochs below this are complete.
+    below: u64,
+    completed: u64,
 }
 
 impl std::fmt::Debug for Observer {
@@ -154,6 +167,7 @@ impl Observer {
             final_snapshot: Mutex::new(None),
             failure: Mutex::new(None),
             instruments,
+            epochs: Mutex::new(Epochs::default()),
         }))
     }
 
@@ -183,7 +197,7 @@ impl Observer {
 
     /// Connects the observer to the run's counters (by its first worker,
     /// once the job is set up).
-    pub fn attach(&self, shared: &Arc<Shared>) {
+    pub fn attach(self: &Arc<Self>, shared: &Arc<Shared>) {
         let first = self.shared.lock().is_ok_and(|mut s| {
             let first = s.is_none();
             if first {
@@ -201,7 +215,42 @@ impl Observer {
                     "sources": self.graph.sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
                 }),
             );
+            {
+                let me = Arc::clone(self);
+                let _ = std::thread::Builder::new()
+                    .name("lockstep-events".into())
+                    .spawn(move || {
+                        while me.status() == Status::Running {
+                            std::thread::sleep(Duration::from_millis(50));
+                            let frontier = me.shared().map(|s| s.frontier());
+                            match frontier {
+                                Some(Some(f)) => me.flush_epochs(Some(f)),
+                                _ => break,
+                            }
+                        }
+                    });
+            }
         }
+    }
+
+    /// Writes the `epoch_completed` events of the written epochs below
+    /// `frontier` (all, with `None`), in order.
+    fn flush_epochs(&self, frontier: Option<u64>) {
+        let Ok(mut p) = self.epochs.lock() else {
+            return;
+        };
+        while let Some((&e, &lat)) = p.pending.first_key_value() {
+            if frontier.is_some_and(|f| e >= f) {
+                break;
+            }
+            p.pending.pop_first();
+            p.completed += 1;
+            self.event(
+                "epoch_completed",
+                json!({ "epoch": e, "latency_ms": lat.map(ms) }),
+            );
+        }
+        p.below = p.below.max(frontier.unwrap_or(u64::MAX));
     }
 
     /// Records the end of the job: its last numbers stay available, and
@@ -233,6 +282,20 @@ impl Observer {
         if let Ok(mut s) = self.shared.lock() {
             *s = None;
         }
+        self.flush_epochs(None);
+        let pending: Vec<(String, u64)> = self
+            .error_events
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, v)| v.1 > 0)
+                    .map(|(k, v)| (k.clone(), v.1))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (node, n) in pending {
+            self.event("node_error", json!({ "node": node, "errors": n }));
+        }
         let mut fields = json!({
             "job": self.graph.name,
             "status": status.name(),
@@ -261,14 +324,20 @@ impl Observer {
         }
     }
 
-    /// The job finished `epoch` (its first sink wrote it).
-    pub fn epoch_completed(&self, epoch: u64, latency: Option<Duration>) {
-        if self.events.is_some() {
-            self.event(
-                "epoch_completed",
-                json!({ "epoch": epoch, "latency_ms": latency.map(ms) }),
-            );
+    /// A sink wrote `epoch`: its `epoch_completed` event goes out once the
+    /// frontier has passed it (every sink finished it).
+    pub fn epoch_written(&self, epoch: u64, latency: Option<Duration>) {
+        if let Ok(mut p) = self.epochs.lock() {
+            // A later sink's write of an epoch already reported is no news.
+            if epoch >= p.below {
+                p.pending.entry(epoch).or_insert(latency);
+            }
         }
+    }
+
+    /// Epochs every sink finished (each counted once).
+    fn epochs_completed(&self) -> u64 {
+        self.epochs.lock().map_or(0, |p| p.completed)
     }
 
     /// Every local worker wrote checkpoint `epoch`.
@@ -285,9 +354,14 @@ impl Observer {
                 c.pop_front();
             }
         }
+        let (epoch, last) = if epoch == u64::MAX {
+            (None, true)
+        } else {
+            (Some(epoch), false)
+        };
         self.event(
             "checkpoint_completed",
-            json!({ "epoch": epoch, "duration_ms": ms(longest), "bytes": bytes }),
+            json!({ "epoch": epoch, "final": last, "duration_ms": ms(longest), "bytes": bytes }),
         );
     }
 
@@ -381,7 +455,7 @@ impl Observer {
             .ok_or_else(|| format!("\"{name}\" cannot be tapped"))?;
         let (tx, rx) = std::sync::mpsc::sync_channel(4096);
         if let Ok(mut s) = slot.subs.lock() {
-            s.push(tx);
+            s.push((tx, 0));
             slot.active.store(true, Ordering::SeqCst);
         }
         Ok(rx)
@@ -399,6 +473,8 @@ impl Observer {
                 "elapsed_ms": ms(elapsed), "frontier": null, "epochs_completed": 0,
                 "epoch_latency_ms": {"p50": null, "p95": null, "p99": null},
                 "progress": null, "nodes": [], "partitions": [], "checkpoints": [], "errors": [],
+                "checkpoint_totals": {"checkpoints": 0, "bytes": 0, "write_p99_ms": null,
+                                      "write_count": 0, "write_sum_s": 0.0},
             });
         };
         let g = &self.graph;
@@ -419,8 +495,8 @@ impl Observer {
         for (i, s) in g.sources.iter().enumerate() {
             nodes.push(json!({
                 "name": s.name, "kind": "source", "type": crate::render::source_label(&s.kind),
-                "records_in": 0, "records_out": port_count(Producer::Source(i), 0),
-                "errors": port_count(Producer::Source(i), 1), "late": 0,
+                "records_in": null, "records_out": port_count(Producer::Source(i), 0),
+                "errors": port_count(Producer::Source(i), 1), "late": null,
                 "state_keys": null, "state_bytes": null,
             }));
         }
@@ -459,7 +535,7 @@ impl Observer {
                 "name": s.name, "kind": "sink", "type": crate::render::sink_label(&s.kind),
                 "records_in": port_count(s.input.producer, s.input.port),
                 "records_out": sh.sink_metrics(i).load(Ordering::Relaxed),
-                "errors": 0, "late": 0, "state_keys": null, "state_bytes": null,
+                "errors": null, "late": null, "state_keys": null, "state_bytes": null,
             }));
         }
         let mut partitions = Vec::new();
@@ -484,7 +560,7 @@ impl Observer {
                     "watermark_ms": (max != i64::MIN && matches!(g.time, lockstep_operators::node::TimeMode::EpochMs(_)))
                         .then(|| max.saturating_sub(i64::try_from(ooo).unwrap_or(i64::MAX))),
                     "records": gauge.records.load(Ordering::Relaxed),
-                    "position": position, "total": size, "done": epoch == u64::MAX,
+                    "position": position, "read": read, "total": size, "done": epoch == u64::MAX,
                 }));
             }
         }
@@ -495,7 +571,11 @@ impl Observer {
             .lock()
             .map(|c| {
                 c.iter()
-                    .map(|e| json!({"epoch": e.epoch, "duration_ms": ms(e.duration), "bytes": e.bytes, "at_ms": ms(e.at)}))
+                    .map(|e| {
+                        let last = e.epoch == u64::MAX;
+                        json!({"epoch": (!last).then_some(e.epoch), "final": last,
+                               "duration_ms": ms(e.duration), "bytes": e.bytes, "at_ms": ms(e.at)})
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -514,11 +594,13 @@ impl Observer {
             "status": self.status().name(),
             "elapsed_ms": ms(elapsed),
             "frontier": sh.frontier(),
-            "epochs_completed": lat.count(),
-            "epoch_latency_ms": {"p50": q(0.5), "p95": q(0.95), "p99": q(0.99)},
+            "epochs_completed": self.epochs_completed(),
+            "epoch_latency_ms": {"p50": q(0.5), "p95": q(0.95), "p99": q(0.99),
+                                 "count": lat.count(), "sum": lat.sum_seconds() * 1000.0},
             "progress": (known && total > 0).then(|| json!({"done": done, "total": total})),
             "checkpoint_totals": {"checkpoints": ck.checkpoints, "bytes": ck.bytes,
-                                  "write_p99_ms": ck.write.quantile_ms(0.99)},
+                                  "write_p99_ms": ck.write.quantile_ms(0.99),
+                                  "write_count": ck.write.count(), "write_sum_s": ck.write.sum_seconds()},
             "nodes": nodes,
             "partitions": partitions,
             "checkpoints": checkpoints,
@@ -583,9 +665,11 @@ fn edge(g: &Graph, r: &crate::graph::PortRef, to: &str) -> Json {
     json!({"from": g.producer_name(r.producer), "port": port, "to": to})
 }
 
-/// Encodes a batch for a tap's subscribers; drops subscribers that left
-/// (and slows nobody: a full subscriber misses records, and is told so).
+/// Encodes a batch for a tap's subscribers; drops subscribers that left.
+/// A subscriber that does not keep up misses records rather than slowing
+/// the job: its next line is then `{"dropped":N}`, the records it missed.
 fn send_tap(t: &TapSlot, epoch: u64, batch: &[Rec], enc: &lockstep_operators::encode::Encoder) {
+    use std::sync::mpsc::TrySendError;
     let Ok(mut subs) = t.subs.lock() else { return };
     let mut line = String::new();
     for rec in batch {
@@ -595,11 +679,25 @@ fn send_tap(t: &TapSlot, epoch: u64, batch: &[Rec], enc: &lockstep_operators::en
             "{{\"epoch\":{epoch},\"record\":{}}}",
             line.trim_end_matches('\n')
         );
-        subs.retain(|s| {
-            !matches!(
-                s.try_send(l.clone()),
-                Err(std::sync::mpsc::TrySendError::Disconnected(_))
-            )
+        subs.retain_mut(|(s, dropped)| {
+            if *dropped > 0 {
+                match s.try_send(format!("{{\"dropped\":{dropped}}}")) {
+                    Ok(()) => *dropped = 0,
+                    Err(TrySendError::Full(_)) => {
+                        *dropped += 1;
+                        return true;
+                    }
+                    Err(TrySendError::Disconnected(_)) => return false,
+                }
+            }
+            match s.try_send(l.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    *dropped += 1;
+                    true
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            }
         });
     }
     if subs.is_empty() {
@@ -655,6 +753,24 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A summary family: quantiles, then `_sum` and `_count`.
+fn summary(
+    family: &mut impl FnMut(&str, &str, &str, Vec<(String, f64)>),
+    name: &str,
+    help: &str,
+    quantiles: Vec<(String, f64)>,
+    sum: f64,
+    count: f64,
+) {
+    let mut samples: Vec<(String, f64)> = quantiles
+        .into_iter()
+        .map(|(q, v)| (format!("quantile=\"{q}\""), v))
+        .collect();
+    samples.push(("\u{0}_sum".to_string(), sum));
+    samples.push(("\u{0}_count".to_string(), count));
+    family(name, "summary", help, samples);
+}
+
 /// Prometheus text exposition of a snapshot.
 pub fn prometheus_text(s: &Json) -> String {
     let job = label(s["job"].as_str().unwrap_or_default());
@@ -662,6 +778,11 @@ pub fn prometheus_text(s: &Json) -> String {
     let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, v) in samples {
+            // "\0_sum" and "\0_count" name a summary's other samples.
+            if let Some(suffix) = labels.strip_prefix('\u{0}') {
+                let _ = writeln!(out, "{name}{suffix}{{job=\"{job}\"}} {v}");
+                continue;
+            }
             let sep = if labels.is_empty() { "" } else { "," };
             let _ = writeln!(out, "{name}{{job=\"{job}\"{sep}{labels}}} {v}");
         }
@@ -787,15 +908,17 @@ pub fn prometheus_text(s: &Json) -> String {
         vec![(String::new(), num(&s["epochs_completed"]).unwrap_or(0.0))],
     );
     let lat = &s["epoch_latency_ms"];
-    family(
+    summary(
+        &mut family,
         "lockstep_epoch_latency_seconds",
-        "summary",
         "From an epoch's last input to its output.",
         ["0.5", "0.95", "0.99"]
             .iter()
             .zip(["p50", "p95", "p99"])
-            .filter_map(|(q, k)| num(&lat[k]).map(|v| (format!("quantile=\"{q}\""), v / 1000.0)))
+            .filter_map(|(q, k)| num(&lat[k]).map(|v| ((*q).to_string(), v / 1000.0)))
             .collect(),
+        num(&lat["sum"]).unwrap_or(0.0) / 1000.0,
+        num(&lat["count"]).unwrap_or(0.0),
     );
     let ck = &s["checkpoint_totals"];
     family(
@@ -810,21 +933,26 @@ pub fn prometheus_text(s: &Json) -> String {
         "Bytes of checkpoint batches written.",
         vec![(String::new(), num(&ck["bytes"]).unwrap_or(0.0))],
     );
-    family(
+    summary(
+        &mut family,
         "lockstep_checkpoint_write_seconds",
-        "summary",
         "Time to write one worker's checkpoint batch.",
         num(&ck["write_p99_ms"])
-            .map(|v| ("quantile=\"0.99\"".to_string(), v / 1000.0))
+            .map(|v| ("0.99".to_string(), v / 1000.0))
             .into_iter()
             .collect(),
+        num(&ck["write_sum_s"]).unwrap_or(0.0),
+        num(&ck["write_count"]).unwrap_or(0.0),
     );
     if let Some(last) = s["checkpoints"].as_array().and_then(|c| c.last()) {
         family(
             "lockstep_last_checkpoint_epoch",
             "gauge",
-            "The epoch of the last checkpoint.",
-            vec![(String::new(), num(&last["epoch"]).unwrap_or(0.0))],
+            "The epoch of the last checkpoint (absent for the final one).",
+            num(&last["epoch"])
+                .map(|v| (String::new(), v))
+                .into_iter()
+                .collect(),
         );
         family(
             "lockstep_last_checkpoint_seconds",
@@ -847,19 +975,42 @@ pub fn prometheus_text(s: &Json) -> String {
 
 /// The final summary's per-node table: records in and out, errors, late.
 pub fn node_table(s: &Json) -> String {
-    let mut out =
-        String::from("\n  node                 kind      in          out         errors  late");
-    for n in s["nodes"].as_array().into_iter().flatten() {
-        let _ = write!(
-            out,
-            "\n  {:<20} {:<9} {:<11} {:<11} {:<7} {}",
-            n["name"].as_str().unwrap_or_default(),
-            n["kind"].as_str().unwrap_or_default(),
-            n["records_in"],
-            n["records_out"],
-            n["errors"],
-            n["late"]
-        );
+    let cell = |v: &Json| match v {
+        Json::Null => "-".to_string(),
+        v => v.to_string(),
+    };
+    let rows: Vec<[String; 6]> = s["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            [
+                n["name"].as_str().unwrap_or_default().to_string(),
+                n["kind"].as_str().unwrap_or_default().to_string(),
+                cell(&n["records_in"]),
+                cell(&n["records_out"]),
+                cell(&n["errors"]),
+                cell(&n["late"]),
+            ]
+        })
+        .collect();
+    let head = ["node", "kind", "in", "out", "errors", "late"].map(str::to_string);
+    let mut width = [0usize; 6];
+    for r in std::iter::once(&head).chain(&rows) {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&head).chain(&rows) {
+        out.push_str("\n ");
+        for (k, (w, c)) in width.iter().zip(r).enumerate() {
+            if k < 2 {
+                let _ = write!(out, " {c:<w$}");
+            } else {
+                let _ = write!(out, " {c:>w$}");
+            }
+        }
     }
     out
 }

@@ -157,9 +157,19 @@ fn junit_output_is_valid_xml_with_one_testcase_per_case() {
         .unwrap_or_default()
         .contains("first difference at record 1"));
     assert!(
-        cases[0].children().all(|n| !n.is_element()),
-        "a passing case has no children"
+        cases[0]
+            .children()
+            .all(|n| !n.has_tag_name("failure") && !n.has_tag_name("error")),
+        "a passing case has no failure"
     );
+    let desc = cases[0]
+        .children()
+        .find(|n| n.has_tag_name("system-out"))
+        .expect("the description");
+    assert!(desc
+        .text()
+        .unwrap()
+        .starts_with("clicks.jsonl through the whole graph"));
     for c in &cases {
         let t: f64 = c.attribute("time").unwrap().parse().unwrap();
         assert!(t >= 0.0);
@@ -308,9 +318,50 @@ fn inline_tests_expected_failures_and_located_errors() {
     for want in [
         "bad.json:10:24: tests.divides.inputs.m: no source is called \"m\"; the sources are n",
         "tests.zero stops the job.fails: unknown field \"fails\" (did you mean \"fails_with\"?)",
-        "tests.csv lines.expect.q.late: \"q\" has no output \"late\"; its outputs are q, q.errors",
+        "tests.csv lines.expect.q.late: \"q\" has no output \"late\"; its outputs: q.errors; expect names a sink",
     ] {
         assert!(r.stdout.contains(want), "missing {want:?} in\n{}", r.stdout);
     }
     assert!(!r.stdout.contains("checks nothing"), "{}", r.stdout);
+    // `validate` checks the cases too.
+    let v = lockstep(dir.path(), &["validate", "bad.json"]);
+    assert_eq!(v.code, 2);
+    assert!(
+        v.stderr.contains("no source is called \"m\""),
+        "{}",
+        v.stderr
+    );
+    assert!(
+        v.stderr.contains("errors in the tests of bad.json"),
+        "{}",
+        v.stderr
+    );
+    run_ok(dir.path(), &["validate", "div.json"]);
+    // A failing case checks no output.
+    let both = graph.replace(
+        "\"fails_with\": \"division by zero\"",
+        "\"fails_with\": \"division by zero\", \"expect\": { \"out\": [] }",
+    );
+    write(dir.path(), "both.json", &both);
+    let r = lockstep(dir.path(), &["test", "both.json"]);
+    assert!(
+        r.stdout.contains("tests.zero stops the job.fails_with: a case that expects the job to fail checks no output"),
+        "{}",
+        r.stdout
+    );
+    // A --case filter that matches nothing is an error, not a pass.
+    let r = lockstep(
+        dir.path(),
+        &["test", "div.json", "--case", "nothing like it"],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("no case name contains \"nothing like it\""),
+        "{}",
+        r.stderr
+    );
+    let r = lockstep(dir.path(), &["test", "div.json", "--case", "zero"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("1 passed"), "{}", r.stdout);
 }

@@ -372,7 +372,7 @@ fn tap_prints_a_nodes_records_with_epochs_and_leaves_the_sinks_alone() {
     assert_eq!(bad.code, 2);
     assert!(
         bad.stderr
-            .contains("\"inv\" has no output \"late\"; its outputs are inv, inv.errors"),
+            .contains("--node inv.late: \"inv\" has no output \"late\"; its outputs: inv.errors"),
         "{}",
         bad.stderr
     );

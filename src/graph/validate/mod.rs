@@ -279,7 +279,10 @@ fn quoted(names: &[&str]) -> String {
 /// The index of the port named `port` (the main output when `None`) among
 /// `ports`, or a message saying why there is none; `text` is the reference
 /// as the user wrote it.
-fn find_port(ports: &[Port], port: Option<&str>, text: &str) -> Result<usize, String> {
+///
+/// # Errors
+/// The message when there is no such port.
+pub fn find_port(ports: &[Port], port: Option<&str>, text: &str) -> Result<usize, String> {
     let want = port.unwrap_or("");
     if let Some(k) = ports.iter().position(|p| p.name == want) {
         return Ok(k);
