@@ -480,8 +480,9 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            let progress =
-                (!quiet).then(|| lockstep::observe::Progress::start(Arc::clone(&observer)));
+            // The bar is for people at a terminal, not for JSON logs.
+            let progress = (!quiet && observe.log_format == LogFormat::Text)
+                .then(|| lockstep::observe::Progress::start(Arc::clone(&observer)));
             let opts = RunOptions {
                 workers,
                 state,

@@ -40,6 +40,9 @@ struct Measured {
     epoch_latency_p99_ms: Option<f64>,
     /// With checkpoints: what they cost.
     checkpoints: Option<CheckpointCost>,
+    /// CPU seconds (user + system) of the whole process.
+    #[serde(default)]
+    cpu_seconds: f64,
 }
 
 /// What a run's checkpoints cost.
@@ -61,6 +64,24 @@ struct CheckpointCost {
     first_output_ms: Option<f64>,
     /// Keys held by the stateful nodes at the end.
     keys: i64,
+}
+
+/// CPU seconds (user + system, all threads) this process used so far, from
+/// /proc/self/stat (in clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and
+    // stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    #[allow(clippy::cast_precision_loss)]
+    let ticks = f.iter().sum::<u64>() as f64;
+    ticks / 100.0
 }
 
 fn peak_rss_kib() -> u64 {
@@ -261,6 +282,18 @@ fn observe_row(job: &str, workers: usize, n: u64, repeat: usize) {
         obs.push(measure_once(job, "observed", workers, n));
         base.push(measure_once(job, "timely", workers, n));
     }
+    // Medians too: on a noisy machine the best of a few runs moves by
+    // several percent. CPU time counts every thread (the HTTP server's,
+    // the events writer's) and is less disturbed by other processes.
+    let median = |v: &[Measured], f: &dyn Fn(&Measured) -> f64| {
+        let mut s: Vec<f64> = v.iter().map(f).collect();
+        s.sort_by(f64::total_cmp);
+        s[s.len() / 2]
+    };
+    let wall = |m: &Measured| m.seconds;
+    let cpu = |m: &Measured| m.cpu_seconds;
+    let (wp, wo) = (median(&plain, &wall), median(&obs, &wall));
+    let (cp, co) = (median(&plain, &cpu), median(&obs, &cpu));
     let (p, o, t) = (best(plain), best(obs), best(base));
     assert_eq!(
         p.output, o.output,
@@ -268,10 +301,14 @@ fn observe_row(job: &str, workers: usize, n: u64, repeat: usize) {
     );
     let per = |m: &Measured| m.records as f64 / m.seconds / workers as f64;
     println!(
-        "| {job:<4} | {workers} | {:>9.2}M | {:>9.2}M | {:>+7.1}% | {:>9.2}M | {:>6.1} | {:>6.1} |",
+        "| {job:<4} | {workers} | {:>9.2}M | {:>9.2}M | {:>+7.1}% | {:>+7.1}% | {:>5.2}/{:<5.2} | {:>+7.1}% | {:>9.2}M | {:>6.1} | {:>6.1} |",
         per(&p) / 1e6,
         per(&o) / 1e6,
         (per(&p) / per(&o) - 1.0) * 100.0,
+        (wo / wp - 1.0) * 100.0,
+        cp,
+        co,
+        (co / cp - 1.0) * 100.0,
         per(&t) / 1e6,
         p.peak_rss_kib as f64 / 1024.0,
         o.peak_rss_kib as f64 / 1024.0,
@@ -565,6 +602,7 @@ fn child(args: &[String]) {
         epoch_latency_p50_ms: p50,
         epoch_latency_p99_ms: p99,
         checkpoints: None,
+        cpu_seconds: cpu_seconds(),
     };
     println!("{}", serde_json::to_string(&m).expect("json"));
 }
@@ -863,14 +901,14 @@ fn main() {
     }
     if args.iter().any(|a| a == "--observe") {
         println!(
-            "lockstep {}: the cost of observing (--metrics, --ui with the dashboard open, --events, Prometheus scraping 1/s); {nex_n} events, best of {repeat}; records/s per worker; overhead = extra time",
+            "lockstep {}: the cost of observing (--metrics, --ui with the dashboard open, --events, Prometheus scraping 1/s); {nex_n} events, {repeat} runs each, alternating; records/s per worker of the best run; overhead = extra time, of the best runs and of the median runs",
             env!("CARGO_PKG_VERSION")
         );
         println!(
-            "| job  | w | plain      | observed   | overhead | timely     | RSS p  | RSS o  |"
+            "| job  | w | plain      | observed   | best     | median   | CPU s p/o   | CPU      | timely     | RSS p  | RSS o  |"
         );
         println!(
-            "|------|---|------------|------------|----------|------------|--------|--------|"
+            "|------|---|------------|------------|----------|----------|-------------|----------|------------|--------|--------|"
         );
         for workers in [1, 2] {
             for job in ["q1", "q5"] {

@@ -566,12 +566,13 @@ fn case_graph(file: &TestFile, case: &Case, dir: &FsPath) -> Result<Json, String
             .and_then(Json::as_str)
             .map(str::to_string)
             .or_else(|| {
-                def.get("path").and_then(Json::as_str).map(|p| {
-                    match crate::graph::spec::format_for_path(p) {
+                def.get("path")
+                    .or_else(|| def.get("paths").and_then(|p| p.get(0)))
+                    .and_then(Json::as_str)
+                    .map(|p| match crate::graph::spec::format_for_path(p) {
                         lockstep_operators::encode::Format::Csv => "csv".to_string(),
                         lockstep_operators::encode::Format::Jsonl => "jsonl".to_string(),
-                    }
-                })
+                    })
             })
             .unwrap_or_else(|| "jsonl".to_string());
         let (path, format) = match input {

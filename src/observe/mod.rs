@@ -256,6 +256,8 @@ impl Observer {
     /// Records the end of the job: its last numbers stay available, and
     /// the `job_finished` event goes out.
     pub fn finish(&self, result: Result<&crate::RunSummary, &str>) {
+        // Every epoch a sink wrote is complete now.
+        self.flush_epochs(None);
         let mut snap = self.snapshot();
         let (status, extra) = match result {
             Ok(s) => (
@@ -282,7 +284,6 @@ impl Observer {
         if let Ok(mut s) = self.shared.lock() {
             *s = None;
         }
-        self.flush_epochs(None);
         let pending: Vec<(String, u64)> = self
             .error_events
             .lock()
@@ -471,7 +472,7 @@ impl Observer {
             return json!({
                 "job": self.graph.name, "status": self.status().name(),
                 "elapsed_ms": ms(elapsed), "frontier": null, "epochs_completed": 0,
-                "epoch_latency_ms": {"p50": null, "p95": null, "p99": null},
+                "epoch_latency_ms": {"p50": null, "p95": null, "p99": null, "count": 0, "sum": 0.0},
                 "progress": null, "nodes": [], "partitions": [], "checkpoints": [], "errors": [],
                 "checkpoint_totals": {"checkpoints": 0, "bytes": 0, "write_p99_ms": null,
                                       "write_count": 0, "write_sum_s": 0.0},

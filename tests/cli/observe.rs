@@ -250,6 +250,11 @@ fn metrics_scraped_during_a_run_have_the_series_and_end_at_the_actual_counts() {
         .map(|e| e["epoch"].as_u64().unwrap())
         .collect();
     assert!(epochs.len() > 10, "{epochs:?}");
+    // Each epoch completes once, and the metric counts the same epochs.
+    assert_eq!(
+        sample(&fin, "lockstep_epochs_completed_total", ""),
+        Some(epochs.len() as f64)
+    );
     assert!(epochs.windows(2).all(|w| w[0] < w[1]), "{epochs:?}");
     assert!(events
         .iter()
