@@ -245,6 +245,13 @@ impl Shared {
         }
     }
 
+    /// Notes an `errors` record of source or node `node` for observers.
+    pub fn note_error(&self, node: &str, reason: &str) {
+        if let Some(o) = self.observer.as_ref().filter(|o| o.instruments()) {
+            o.note_error(node, reason);
+        }
+    }
+
     /// Notes worker `local`'s probe frontier.
     pub fn note_frontier(&self, local: usize, frontier: Option<u64>) {
         self.frontiers[local % FRONTIER_SLOTS]
@@ -1229,8 +1236,10 @@ fn summary(graph: &Graph, shared: &Shared, elapsed: Duration) -> RunSummary {
 /// operator when the job is observed.
 fn observed<'s>(shared: &Arc<Shared>, p: Producer, port: usize, stream: Edge<'s>) -> Edge<'s> {
     match shared.observer.as_ref().filter(|o| o.instruments()) {
-        Some(o) => o.instrument(p, port, stream, shared),
-        None => stream,
+        Some(o) if crate::observe::passes_through(o.graph(), p, port) => {
+            o.instrument(p, port, stream, shared)
+        }
+        _ => stream,
     }
 }
 
@@ -1295,8 +1304,29 @@ fn build_dataflow<'s>(
         if port_name == "errors" {
             if let Producer::Node(i) = p {
                 let sh = Arc::clone(shared);
-                let counted = stream.clone().inspect(move |_| {
+                // Observed: the recent errors' reasons, and the port's count.
+                let seen = shared
+                    .observer
+                    .as_ref()
+                    .filter(|o| o.instruments())
+                    .map(|o| {
+                        let reason = graph.ports(p)[port]
+                            .schema
+                            .fields()
+                            .iter()
+                            .position(|f| f.name == "reason");
+                        (Arc::clone(o), reason, graph.nodes[i].name.clone())
+                    });
+                let counted = stream.clone().inspect(move |rec: &Rec| {
                     sh.node_errors[i].fetch_add(1, Ordering::Relaxed);
+                    if let Some((o, reason, name)) = &seen {
+                        sh.ports[i][port].fetch_add(1, Ordering::Relaxed);
+                        if let Some(lockstep_operators::value::Value::Str(r)) =
+                            reason.map(|k| &rec.row[k])
+                        {
+                            o.note_error(name, r);
+                        }
+                    }
                 });
                 counted.probe_with(probe);
             }
@@ -1311,6 +1341,9 @@ fn build_dataflow<'s>(
                 .clone()
                 .inspect_core(move |event| {
                     if let Ok((_, batch)) = event {
+                        if let Producer::Node(i) = p {
+                            sh.ports[i][port].fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        }
                         if let Ok(mut m) = sh.unconsumed.lock() {
                             *m.entry((p, port)).or_default() += batch.len() as u64;
                         }

@@ -366,10 +366,10 @@ impl Observer {
         );
     }
 
-    /// An `errors` record of `node`: kept among the recent errors; an event
+    /// An `errors` record of `node` (its reason): kept among the recent errors; an event
     /// goes out for a node's first error and then at most once a second,
     /// with the count since the last one.
-    fn error(&self, node: &str, reason: &str) {
+    pub fn note_error(&self, node: &str, reason: &str) {
         if let Ok(mut e) = self.errors.lock() {
             e.push_back((self.started.elapsed(), node.to_string(), reason.to_string()));
             while e.len() > RECENT {
@@ -431,7 +431,7 @@ impl Observer {
             if let Some(r) = reason {
                 for rec in batch {
                     if let Value::Str(s) = &rec.row[r] {
-                        me.error(&node, s);
+                        me.note_error(&node, s);
                     }
                 }
             }
@@ -450,6 +450,11 @@ impl Observer {
     /// When no output has that name.
     pub fn subscribe(&self, name: &str) -> Result<std::sync::mpsc::Receiver<String>, String> {
         let r = crate::harness::resolve_port(&self.graph, name)?;
+        if !passes_through(&self.graph, r.producer, r.port) {
+            return Err(format!(
+                "\"{name}\" cannot be tapped while the job runs: only outputs of nodes that something reads are observed (not sources, errors or unread outputs); tap it with `lockstep tap GRAPH --node {name}`"
+            ));
+        }
         let slot = self
             .taps
             .get(&(r.producer, r.port))
@@ -522,10 +527,14 @@ impl Observer {
             let gauges = n.node.state_gauges();
             let keys: Option<i64> =
                 (!gauges.is_empty()).then(|| gauges.iter().map(|g| g.keys()).sum());
+            let bytes: Option<i64> = gauges
+                .iter()
+                .filter_map(|g| g.bytes())
+                .reduce(i64::saturating_add);
             nodes.push(json!({
                 "name": n.name, "kind": "node", "type": n.type_name,
                 "records_in": input, "records_out": out, "errors": errors, "late": late,
-                "state_keys": keys, "state_bytes": null,
+                "state_keys": keys, "state_bytes": bytes,
             }));
         }
         for (i, s) in g.sinks.iter().enumerate() {
@@ -747,6 +756,23 @@ fn part_progress(
     }
 }
 
+/// Whether the output `(p, port)` of an observed job gets the counting
+/// pass-through (and can be tapped while the job runs): the outputs of
+/// nodes that something reads, except `errors`. The rest are counted where
+/// they are counted anyway: sources count what they read, `errors` outputs
+/// have their own counter, and outputs nobody reads are counted as
+/// discarded. Each pass-through is an operator in the dataflow, which costs
+/// progress tracking on every epoch, so there are as few as can be.
+pub fn passes_through(graph: &Graph, p: Producer, port: usize) -> bool {
+    let Producer::Node(i) = p else { return false };
+    if graph.nodes[i].ports[port].name == "errors" {
+        return false;
+    }
+    let read = |r: &crate::graph::PortRef| r.producer == p && r.port == port;
+    graph.nodes.iter().any(|n| n.inputs.iter().any(read))
+        || graph.sinks.iter().any(|s| read(&s.input))
+}
+
 /// Escapes a Prometheus label value.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -850,6 +876,12 @@ pub fn prometheus_text(s: &Json) -> String {
         "gauge",
         "Keys a stateful node holds.",
         per_node("state_keys", Some("node")),
+    );
+    family(
+        "lockstep_state_bytes",
+        "gauge",
+        "Bytes a stateful node's state holds, estimated as checkpoints encode it (keys times the mean entry size of the last checkpoint; with --state only).",
+        per_node("state_bytes", Some("node")),
     );
     let parts = s["partitions"].as_array().cloned().unwrap_or_default();
     let per_part = |field: &str| -> Vec<(String, f64)> {

@@ -506,7 +506,10 @@ pub fn build<'s>(
                                         (
                                             e,
                                             true,
-                                            source_error(&name, &reason, text, part.index, line, t),
+                                            {
+                                                shared.note_error(&name, &reason);
+                                                source_error(&name, &reason, text, part.index, line, t)
+                                            },
                                         )
                                     }
                                 }
@@ -517,7 +520,10 @@ pub fn build<'s>(
                                 (
                                     e,
                                     true,
-                                    source_error(&name, &reason, raw, part.index, Some(line), t),
+                                    {
+                                        shared.note_error(&name, &reason);
+                                        source_error(&name, &reason, raw, part.index, Some(line), t)
+                                    },
                                 )
                             }
                             Ok(Some(Item::Wait)) => {

@@ -583,20 +583,31 @@ where
     /// A value that cannot be encoded.
     pub fn stage(&self, epoch: u64, state: &mut KeyedState<K, V>) -> Result<(), StoreError> {
         let mut failed = None;
+        // Sizes of the entries written, for the state-bytes estimate.
+        let (mut entries, mut bytes) = (0i64, 0i64);
         state.drain_changes(|group, key, value| {
             let staged = self
                 .ck
                 .stage_with(epoch, self.id, group, key.as_ref(), |out| {
                     let Some(v) = value else { return Ok(false) };
+                    let before = out.len();
                     out.push(VALUE_FORMAT);
                     bincode::serialize_into(&mut *out, v)
-                        .map(|()| true)
-                        .map_err(|e| StoreError(format!("cannot encode a state value: {e}")))
+                        .map_err(|e| StoreError(format!("cannot encode a state value: {e}")))?;
+                    entries += 1;
+                    bytes +=
+                        i64::try_from(out.len() - before + key.as_ref().len()).unwrap_or(i64::MAX);
+                    Ok(true)
                 });
             if let Err(e) = staged {
                 failed = Some(e);
             }
         });
+        if entries > 0 {
+            if let Some(g) = state.gauge() {
+                g.note_entry_bytes(bytes / entries);
+            }
+        }
         failed.map_or(Ok(()), Err)
     }
 }

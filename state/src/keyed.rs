@@ -47,6 +47,9 @@ pub enum Change<V> {
 pub struct StateGauge {
     keys: AtomicI64,
     peak: AtomicI64,
+    /// The mean size in bytes of the entries (key and encoded value) that
+    /// the last checkpoint wrote; 0 before one.
+    entry_bytes: AtomicI64,
 }
 
 impl StateGauge {
@@ -75,6 +78,20 @@ impl StateGauge {
     pub fn reset(&self) {
         self.keys.store(0, Ordering::Relaxed);
         self.peak.store(0, Ordering::Relaxed);
+        self.entry_bytes.store(0, Ordering::Relaxed);
+    }
+
+    /// Notes the mean size of the entries a checkpoint just wrote.
+    pub fn note_entry_bytes(&self, mean: i64) {
+        self.entry_bytes.store(mean, Ordering::Relaxed);
+    }
+
+    /// An estimate of the bytes the state holds, as checkpoints encode it:
+    /// keys held now times the mean entry size of the last checkpoint that
+    /// wrote entries (`None` before one: without `--state`, or early).
+    pub fn bytes(&self) -> Option<i64> {
+        let e = self.entry_bytes.load(Ordering::Relaxed);
+        (e > 0).then(|| self.keys().max(0).saturating_mul(e))
     }
 }
 
@@ -136,6 +153,11 @@ impl<K: Ord + Hash + Clone, V: Clone> KeyedState<K, V> {
     pub fn with_gauge(mut self, gauge: Arc<StateGauge>) -> Self {
         self.gauge = Some(gauge);
         self
+    }
+
+    /// The gauge counting this table's keys.
+    pub fn gauge(&self) -> Option<&Arc<StateGauge>> {
+        self.gauge.as_ref()
     }
 
     fn counted(&mut self, delta: i64) {

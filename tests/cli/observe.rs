@@ -394,6 +394,14 @@ fn tap_attaches_to_a_running_jobs_endpoint() {
     wait_until("the endpoint", Duration::from_secs(20), || {
         get(port, "/api/metrics").is_some()
     });
+    // A source's output has no pass-through in a running job.
+    let refused = lockstep(dir.path(), &["tap", "--attach", &addr, "--node", "in"]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("\"in\" cannot be tapped while the job runs"),
+        "{}",
+        refused.stderr
+    );
     let tap = Command::new(bin())
         .args(["tap", "--attach", &addr, "--node", "pos", "--limit", "5"])
         .stdout(Stdio::piped())
@@ -651,4 +659,72 @@ fn a_stdin_job_writes_closed_epochs_before_its_input_ends() {
     drop(stdin);
     let status = child.wait().unwrap();
     assert!(status.success());
+}
+
+/// With --state, a keyed node's state size is estimated from what its
+/// checkpoints encode; without, only keys are known.
+#[test]
+fn state_bytes_are_estimated_from_checkpoints() {
+    let dir = tempdir();
+    let graph = r#"{
+  "version": 1, "name": "obs", "time": { "epoch_ms": 1000 }, "checkpoint": { "every_epochs": 1 },
+  "sources": { "in": { "type": "file", "path": "in.jsonl",
+                       "schema": { "k": "string", "v": "int", "t": "timestamp" },
+                       "event_time": { "field": "t" } } },
+  "nodes": { "per_k": { "type": "aggregate", "input": "in", "key": ["k"],
+                        "aggregate": { "n": "count(*)", "s": "sum(v)" } } },
+  "sinks": { "out": { "type": "file", "input": "per_k", "path": "out.jsonl" } }
+}"#;
+    write(dir.path(), "agg.json", graph);
+    write(dir.path(), "in.jsonl", &input(3000));
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = spawn(
+        dir.path(),
+        &[
+            "run",
+            "agg.json",
+            "--state",
+            "st",
+            "--metrics",
+            &addr,
+            "--linger",
+            "30",
+        ],
+    );
+    let mut fin = String::new();
+    wait_until("the job to finish", Duration::from_secs(60), || {
+        fin = get(port, "/metrics").map(|r| r.1).unwrap_or_default();
+        fin.contains("status=\"finished\"")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let keys = sample(&fin, "lockstep_state_keys", "node=\"per_k\",kind=\"node\"");
+    let bytes = sample(&fin, "lockstep_state_bytes", "node=\"per_k\",kind=\"node\"");
+    assert_eq!(keys, Some(4.0), "{fin}");
+    // Four keys of one letter, each with a count and a sum: a few dozen
+    // bytes each as bincode encodes them.
+    let b = bytes.expect("a state_bytes sample");
+    assert!((4.0 * 8.0..=4.0 * 200.0).contains(&b), "{b}");
+    // Without --state there is no estimate.
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = spawn(
+        dir.path(),
+        &["run", "agg.json", "--metrics", &addr, "--linger", "30"],
+    );
+    wait_until("the job to finish", Duration::from_secs(60), || {
+        fin = get(port, "/metrics").map(|r| r.1).unwrap_or_default();
+        fin.contains("status=\"finished\"")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        sample(&fin, "lockstep_state_keys", "node=\"per_k\",kind=\"node\""),
+        Some(4.0)
+    );
+    assert_eq!(
+        sample(&fin, "lockstep_state_bytes", "node=\"per_k\",kind=\"node\""),
+        None
+    );
 }
