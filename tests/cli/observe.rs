@@ -398,7 +398,9 @@ fn tap_attaches_to_a_running_jobs_endpoint() {
     let refused = lockstep(dir.path(), &["tap", "--attach", &addr, "--node", "in"]);
     assert_eq!(refused.code, 1);
     assert!(
-        refused.stderr.contains("\"in\" cannot be tapped while the job runs"),
+        refused
+            .stderr
+            .contains("\"in\" cannot be tapped while the job runs"),
         "{}",
         refused.stderr
     );
