@@ -430,8 +430,15 @@ fn main() -> ExitCode {
                 (Some(n), Some(i), Some(h)) => {
                     match lockstep::cluster::ClusterOptions::from_hosts_file(n, i, &h) {
                         Ok(mut c) => {
-                            c.connect_timeout =
-                                std::time::Duration::from_secs_f64(connect_timeout.max(0.1));
+                            c.connect_timeout = match std::time::Duration::try_from_secs_f64(
+                                connect_timeout.max(0.1),
+                            ) {
+                                Ok(d) => d,
+                                Err(_) => {
+                                    tracing::error!("lockstep: --connect-timeout {connect_timeout}: give a number of seconds");
+                                    return ExitCode::from(2);
+                                }
+                            };
                             Some(c)
                         }
                         Err(e) => {
@@ -446,6 +453,16 @@ fn main() -> ExitCode {
                 tracing::error!("lockstep: --workers must be at least 1");
                 return ExitCode::from(2);
             }
+            let linger = match std::time::Duration::try_from_secs_f64(observe.linger.max(0.0)) {
+                Ok(d) => d,
+                Err(_) => {
+                    tracing::error!(
+                        "lockstep: --linger {}: give a number of seconds",
+                        observe.linger
+                    );
+                    return ExitCode::from(2);
+                }
+            };
             let g = match load(&graph) {
                 Ok(g) => g,
                 Err(c) => return c,
@@ -511,8 +528,9 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             };
-            if observe.linger > 0.0 && (observe.metrics.is_some() || observe.ui.is_some()) {
-                std::thread::sleep(std::time::Duration::from_secs_f64(observe.linger));
+            observer.close_events();
+            if !linger.is_zero() && (observe.metrics.is_some() || observe.ui.is_some()) {
+                std::thread::sleep(linger);
             }
             code
         }

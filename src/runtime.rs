@@ -282,16 +282,6 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    /// Records each node's `errors` output received.
-    pub fn node_errors(&self, i: usize) -> u64 {
-        self.node_errors[i].load(Ordering::Relaxed)
-    }
-
-    /// When the run started.
-    pub fn started(&self) -> Instant {
-        self.started
-    }
-
     /// The plan of source `i`, if it reads Kafka.
     pub fn kafka_plan(&self, i: usize) -> Option<Arc<crate::kafka::Plan>> {
         self.kafka.get(i).cloned().flatten()
@@ -1317,14 +1307,18 @@ fn build_dataflow<'s>(
                             .position(|f| f.name == "reason");
                         (Arc::clone(o), reason, graph.nodes[i].name.clone())
                     });
-                let counted = stream.clone().inspect(move |rec: &Rec| {
-                    sh.node_errors[i].fetch_add(1, Ordering::Relaxed);
+                let counted = stream.clone().inspect_core(move |event| {
+                    let Ok((_, batch)) = event else { return };
+                    let n = batch.len() as u64;
+                    sh.node_errors[i].fetch_add(n, Ordering::Relaxed);
                     if let Some((o, reason, name)) = &seen {
-                        sh.ports[i][port].fetch_add(1, Ordering::Relaxed);
+                        sh.ports[i][port].fetch_add(n, Ordering::Relaxed);
+                        // One reason per batch: the recent errors are a
+                        // sample, and workers do not contend per record.
                         if let Some(lockstep_operators::value::Value::Str(r)) =
-                            reason.map(|k| &rec.row[k])
+                            reason.and_then(|k| batch.last().map(|rec: &Rec| &rec.row[k]))
                         {
-                            o.note_error(name, r);
+                            o.note_errors(name, r, n);
                         }
                     }
                 });
@@ -1337,11 +1331,13 @@ fn build_dataflow<'s>(
         }
         if !consumed.contains_key(&(p, port)) {
             let sh = Arc::clone(shared);
+            let is_errors = port_name == "errors";
             stream
                 .clone()
                 .inspect_core(move |event| {
                     if let Ok((_, batch)) = event {
-                        if let Producer::Node(i) = p {
+                        // (An `errors` output is counted by its own inspect.)
+                        if let (Producer::Node(i), false) = (p, is_errors) {
                             sh.ports[i][port].fetch_add(batch.len() as u64, Ordering::Relaxed);
                         }
                         if let Ok(mut m) = sh.unconsumed.lock() {

@@ -421,6 +421,19 @@ fn check_cases(
     cases
 }
 
+/// Records given inline: each must be a JSON object.
+fn records(rs: &[Json], at: &Path) -> Result<Vec<Json>, Diag> {
+    for (i, r) in rs.iter().enumerate() {
+        if !r.is_object() {
+            return Err(Diag::new(
+                at.index(i),
+                "a record is a JSON object of field → value",
+            ));
+        }
+    }
+    Ok(rs.to_vec())
+}
+
 fn check_input(
     src: &str,
     v: &Json,
@@ -452,17 +465,6 @@ fn check_input(
             ),
         ));
     }
-    let records = |rs: &[Json], at: &Path| -> Result<Vec<Json>, Diag> {
-        for (i, r) in rs.iter().enumerate() {
-            if !r.is_object() {
-                return Err(Diag::new(
-                    at.index(i),
-                    "a record is a JSON object of field → value",
-                ));
-            }
-        }
-        Ok(rs.to_vec())
-    };
     match v {
         Json::Array(rs) => records(rs, at).map(Input::Records),
         Json::Object(_) => {
@@ -498,17 +500,6 @@ fn check_input(
 }
 
 fn check_expect(target: &str, v: &Json, base: &FsPath, at: &Path) -> Result<Expect, Diag> {
-    let records = |rs: &[Json], at: &Path| -> Result<Vec<Json>, Diag> {
-        for (i, r) in rs.iter().enumerate() {
-            if !r.is_object() {
-                return Err(Diag::new(
-                    at.index(i),
-                    "a record is a JSON object of field → value",
-                ));
-            }
-        }
-        Ok(rs.to_vec())
-    };
     match v {
         Json::Array(rs) => Ok(Expect {
             target: target.to_string(),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value as Json};
 
-use lockstep_operators::value::{Rec, Value};
+use lockstep_operators::value::Rec;
 
 use crate::graph::{Graph, Producer, SinkKind, SourceKind};
 use crate::runtime::Shared;
@@ -80,7 +80,10 @@ pub struct Observer {
     shared: Mutex<Option<Arc<Shared>>>,
     status: AtomicU8,
     started: Instant,
-    events: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+    /// Execution events go to a writer thread (no worker waits on the
+    /// file), and the thread, to be joined at the end.
+    events: Option<Mutex<Option<std::sync::mpsc::Sender<String>>>>,
+    events_writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     errors: Mutex<VecDeque<(Duration, String, String)>>,
     /// Per node with errors: (errors counted, when the last event went out,
     /// errors since).
@@ -89,8 +92,6 @@ pub struct Observer {
     taps: BTreeMap<(Producer, usize), Arc<TapSlot>>,
     /// The final summary's counts, kept once the job ends.
     final_snapshot: Mutex<Option<Json>>,
-    /// The job's error, if it failed.
-    failure: Mutex<Option<String>>,
     /// Whether node outputs are counted (and can be tapped).
     instruments: bool,
     /// Epochs a sink wrote that are complete once the frontier passes
@@ -136,22 +137,38 @@ impl Observer {
         events: Option<&Path>,
         instruments: bool,
     ) -> Result<Arc<Observer>, String> {
-        let events = match events {
-            Some(p) => Some(Mutex::new(std::io::BufWriter::new(
-                std::fs::File::create(p)
-                    .map_err(|e| format!("cannot create the events file {}: {e}", p.display()))?,
-            ))),
-            None => None,
+        let (events, events_writer) = match events {
+            Some(p) => {
+                let file = std::fs::File::create(p)
+                    .map_err(|e| format!("cannot create the events file {}: {e}", p.display()))?;
+                let (tx, rx) = std::sync::mpsc::channel::<String>();
+                let writer = std::thread::Builder::new()
+                    .name("lockstep-events-file".into())
+                    .spawn(move || {
+                        let mut w = std::io::BufWriter::new(file);
+                        while let Ok(line) = rx.recv() {
+                            let _ = writeln!(w, "{line}");
+                            // Flushed whenever nothing else is waiting, so
+                            // that a reader sees events as they happen.
+                            if let Ok(line) = rx.try_recv() {
+                                let _ = writeln!(w, "{line}");
+                                continue;
+                            }
+                            let _ = w.flush();
+                        }
+                        let _ = w.flush();
+                    })
+                    .map_err(|e| format!("cannot start the events writer: {e}"))?;
+                (Some(Mutex::new(Some(tx))), Some(writer))
+            }
+            None => (None, None),
         };
         let mut taps = BTreeMap::new();
-        for (i, s) in graph.sources.iter().enumerate() {
-            for k in 0..s.ports.len() {
-                taps.insert((Producer::Source(i), k), Arc::new(TapSlot::default()));
-            }
-        }
         for (i, n) in graph.nodes.iter().enumerate() {
             for k in 0..n.ports.len() {
-                taps.insert((Producer::Node(i), k), Arc::new(TapSlot::default()));
+                if passes_through(&graph, Producer::Node(i), k) {
+                    taps.insert((Producer::Node(i), k), Arc::new(TapSlot::default()));
+                }
             }
         }
         Ok(Arc::new(Observer {
@@ -165,8 +182,8 @@ impl Observer {
             checkpoints: Mutex::new(VecDeque::new()),
             taps,
             final_snapshot: Mutex::new(None),
-            failure: Mutex::new(None),
             instruments,
+            events_writer: Mutex::new(events_writer),
             epochs: Mutex::new(Epochs::default()),
         }))
     }
@@ -215,17 +232,18 @@ impl Observer {
                     "sources": self.graph.sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
                 }),
             );
-            {
+            if self.counts_epochs() {
+                // Epochs complete as the frontier passes them; a frontier
+                // of `None` (no worker has stepped yet, or all are done)
+                // completes nothing here: `finish` takes the rest.
                 let me = Arc::clone(self);
                 let _ = std::thread::Builder::new()
-                    .name("lockstep-events".into())
+                    .name("lockstep-epochs".into())
                     .spawn(move || {
                         while me.status() == Status::Running {
                             std::thread::sleep(Duration::from_millis(50));
-                            let frontier = me.shared().map(|s| s.frontier());
-                            match frontier {
-                                Some(Some(f)) => me.flush_epochs(Some(f)),
-                                _ => break,
+                            if let Some(f) = me.shared().and_then(|s| s.frontier()) {
+                                me.flush_epochs(Some(f));
                             }
                         }
                     });
@@ -267,12 +285,7 @@ impl Observer {
                     "sources": s.sources.iter().map(|(n, r, e)| json!({"source": n, "records": r, "errors": e})).collect::<Vec<_>>(),
                 }),
             ),
-            Err(e) => {
-                if let Ok(mut f) = self.failure.lock() {
-                    *f = Some(e.to_string());
-                }
-                (Status::Failed, json!({ "error": e }))
-            }
+            Err(e) => (Status::Failed, json!({ "error": e })),
         };
         self.status.store(status as u8, Ordering::SeqCst);
         snap["status"] = Json::from(status.name());
@@ -310,7 +323,7 @@ impl Observer {
 
     /// Writes one execution event.
     fn event(&self, kind: &str, fields: Json) {
-        let Some(w) = &self.events else { return };
+        let Some(tx) = &self.events else { return };
         let mut line = json!({
             "event": kind,
             "unix_ms": unix_ms(),
@@ -319,21 +332,41 @@ impl Observer {
         if let (Json::Object(l), Json::Object(f)) = (&mut line, fields) {
             l.extend(f);
         }
-        if let Ok(mut w) = w.lock() {
-            let _ = writeln!(w, "{line}");
-            let _ = w.flush();
+        if let Some(tx) = tx.lock().ok().as_ref().and_then(|t| t.as_ref()) {
+            let _ = tx.send(line.to_string());
+        }
+    }
+
+    /// Writes out the events still queued and closes the events file
+    /// (after [`finish`](Observer::finish)).
+    pub fn close_events(&self) {
+        if let Some(tx) = &self.events {
+            if let Ok(mut t) = tx.lock() {
+                t.take();
+            }
+        }
+        if let Some(h) = self.events_writer.lock().ok().and_then(|mut h| h.take()) {
+            let _ = h.join();
         }
     }
 
     /// A sink wrote `epoch`: its `epoch_completed` event goes out once the
     /// frontier has passed it (every sink finished it).
     pub fn epoch_written(&self, epoch: u64, latency: Option<Duration>) {
+        if !self.counts_epochs() {
+            return;
+        }
         if let Ok(mut p) = self.epochs.lock() {
             // A later sink's write of an epoch already reported is no news.
             if epoch >= p.below {
                 p.pending.entry(epoch).or_insert(latency);
             }
         }
+    }
+
+    /// Whether completed epochs are counted: for metrics or events.
+    fn counts_epochs(&self) -> bool {
+        self.instruments || self.events.is_some()
     }
 
     /// Epochs every sink finished (each counted once).
@@ -370,6 +403,11 @@ impl Observer {
     /// goes out for a node's first error and then at most once a second,
     /// with the count since the last one.
     pub fn note_error(&self, node: &str, reason: &str) {
+        self.note_errors(node, reason, 1);
+    }
+
+    /// `n` `errors` records of `node`, the last with `reason`.
+    pub fn note_errors(&self, node: &str, reason: &str, n: u64) {
         if let Ok(mut e) = self.errors.lock() {
             e.push_back((self.started.elapsed(), node.to_string(), reason.to_string()));
             while e.len() > RECENT {
@@ -382,7 +420,7 @@ impl Observer {
         let now = Instant::now();
         let due = self.error_events.lock().ok().and_then(|mut m| {
             let slot = m.entry(node.to_string()).or_insert((None, 0));
-            slot.1 += 1;
+            slot.1 += n;
             let due = slot
                 .0
                 .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
@@ -400,8 +438,9 @@ impl Observer {
         }
     }
 
-    /// The pass-through that counts records out of `(p, port)`, keeps
-    /// recent errors, and feeds live taps. Built only for observed jobs.
+    /// The pass-through that counts records out of `(p, port)` and feeds
+    /// live taps. Built only for observed jobs, on the outputs
+    /// [`passes_through`] names.
     pub fn instrument<'s>(
         self: &Arc<Self>,
         p: Producer,
@@ -411,12 +450,7 @@ impl Observer {
     ) -> lockstep_operators::node::Edge<'s> {
         use timely::dataflow::operators::Inspect;
         let sh = Arc::clone(shared);
-        let me = Arc::clone(self);
         let def = &self.graph.ports(p)[port];
-        let reason = (def.name == "errors")
-            .then(|| def.schema.fields().iter().position(|f| f.name == "reason"))
-            .flatten();
-        let node = self.graph.producer_name(p).to_string();
         let tap = self.taps.get(&(p, port)).cloned();
         let enc = lockstep_operators::encode::Encoder::new(
             &def.schema,
@@ -427,13 +461,6 @@ impl Observer {
             let epoch = stamp.least().copied().unwrap_or(0);
             if let Producer::Node(i) = p {
                 sh.ports[i][port].fetch_add(batch.len() as u64, Ordering::Relaxed);
-            }
-            if let Some(r) = reason {
-                for rec in batch {
-                    if let Value::Str(s) = &rec.row[r] {
-                        me.note_error(&node, s);
-                    }
-                }
             }
             if let Some(t) = &tap {
                 if t.active.load(Ordering::Relaxed) {
@@ -658,11 +685,6 @@ impl Observer {
             edges.push(edge(g, &s.input, &s.name));
         }
         json!({"job": g.name, "nodes": nodes, "edges": edges})
-    }
-
-    /// The job's error, once it failed.
-    pub fn failure(&self) -> Option<String> {
-        self.failure.lock().ok().and_then(|f| f.clone())
     }
 }
 

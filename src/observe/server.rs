@@ -20,6 +20,12 @@ const INDEX: &str = include_str!("../ui/index.html");
 /// How often the stream sends a snapshot.
 const TICK: Duration = Duration::from_millis(250);
 
+/// Connections served at once; more get 503 (each has a thread).
+const MAX_CONNECTIONS: usize = 64;
+
+/// Bytes of a request (line and headers) read at most.
+const MAX_REQUEST: u64 = 16 * 1024;
+
 /// Listens on `addr` and serves the observer from a background thread;
 /// returns the address bound (port 0 picks a free port).
 ///
@@ -35,13 +41,38 @@ pub fn serve(addr: &str, observer: Arc<Observer>, ui: bool) -> Result<SocketAddr
     std::thread::Builder::new()
         .name("lockstep-http".into())
         .spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let o = Arc::clone(&observer);
-                let _ = std::thread::Builder::new()
+            let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            for conn in listener.incoming() {
+                let mut conn = match conn {
+                    Ok(c) => c,
+                    Err(_) => {
+                        // Out of descriptors, say: wait rather than spin.
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                };
+                use std::sync::atomic::Ordering;
+                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
+                    let _ = respond(
+                        &mut conn,
+                        "503 Service Unavailable",
+                        "text/plain",
+                        b"too many connections\n",
+                    );
+                    continue;
+                }
+                let (o, n) = (Arc::clone(&observer), Arc::clone(&active));
+                let spawned = std::thread::Builder::new()
                     .name("lockstep-http-conn".into())
                     .spawn(move || {
                         let _ = handle(conn, &o, ui);
+                        n.fetch_sub(1, Ordering::SeqCst);
                     });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                }
             }
         })
         .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
@@ -85,10 +116,13 @@ fn unescape(v: &str) -> String {
 
 fn handle(mut s: TcpStream, o: &Arc<Observer>, ui: bool) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(s.try_clone()?);
+    // A client that stops reading fails the write instead of holding the
+    // thread.
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(s.try_clone()?.take(MAX_REQUEST));
     let mut request = String::new();
     reader.read_line(&mut request)?;
-    // Headers are read and ignored.
+    // Headers are read and ignored (within MAX_REQUEST bytes in all).
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
@@ -199,7 +233,7 @@ fn tap(
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 s.flush()?;
-                if matches!(o.status(), Status::Finished | Status::Failed) {
+                if matches!(o.status(), Status::Finished | Status::Failed) || gone(s) {
                     break;
                 }
             }
@@ -207,6 +241,16 @@ fn tap(
         }
     }
     s.flush()
+}
+
+/// Whether the client closed the connection (checked without blocking).
+fn gone(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let closed = matches!(s.peek(&mut [0u8; 1]), Ok(0));
+    let _ = s.set_nonblocking(false);
+    closed
 }
 
 /// `lockstep tap --attach HOST:PORT`: prints what a running job's

@@ -510,6 +510,14 @@ fn logs_can_be_json_objects() {
         .as_str()
         .unwrap_or_default()
         .contains("job \"obs\" finished")));
+    // A duration that is no number of seconds is a usage error.
+    let r = lockstep_stdin(dir.path(), &["run", "obs.json", "--linger", "inf"], "");
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("--linger inf: give a number of seconds"),
+        "{}",
+        r.stderr
+    );
     // A failure is an ERROR object.
     let bad = GRAPH.replace(
         "\"path\": \"out.jsonl\"",
