@@ -193,6 +193,23 @@ pub(super) fn check_output_paths(
             }
         }
     }
+    // One reader of stdin: two sources would split its lines between them
+    // by scheduling.
+    let mut stdin: Option<&str> = None;
+    for s in source_defs.iter().flatten() {
+        if let SourceKind::Stdin { .. } = s.kind {
+            match stdin {
+                Some(first) => cx.err(
+                    Path::of(&["sources", &s.name]),
+                    format!(
+                        "source \"{first}\" already reads stdin; a graph may have one stdin source \
+                         (read the other from a file)"
+                    ),
+                ),
+                None => stdin = Some(&s.name),
+            }
+        }
+    }
     // One writer per topic partition: two sinks on one topic would each
     // find the other's records where its own belong.
     let mut topics: BTreeMap<(String, String), &str> = BTreeMap::new();
