@@ -1,6 +1,7 @@
 //! The docs' examples are run: every ```` ```json lockstep ```` block in
 //! `docs/*.md` and `README.md` validates, and when a ```` ```text output ````
-//! block follows it, running the graph at 1 and 3 workers prints exactly that.
+//! block follows it, running the graph at 1 and 3 workers prints exactly that;
+//! a graph with `tests` passes them under `lockstep test`.
 
 use std::fs;
 
@@ -87,6 +88,16 @@ fn docs_examples_run_and_print_what_the_docs_say() {
                 ex.file, ex.line, v.stderr
             ));
             continue;
+        }
+        // A graph with test cases passes them.
+        if ex.graph.contains("\"tests\"") {
+            let t = lockstep(tmp.path(), &["test", "graph.json"]);
+            if t.code != 0 {
+                failures.push(format!(
+                    "{}:{}: its tests fail:\n{}{}",
+                    ex.file, ex.line, t.stdout, t.stderr
+                ));
+            }
         }
         let Some(want) = &ex.output else { continue };
         for w in ["1", "3"] {
