@@ -131,6 +131,9 @@ pub struct TextReader {
     done: bool,
     /// Standard input, read by a thread of its own (then `input` is unused).
     pump: Option<Pump>,
+    /// A CSV record from standard input whose quoted field spans lines,
+    /// waiting for its next line: its bytes so far and its first line.
+    partial: Option<(Vec<u8>, u64)>,
 }
 
 /// What reading one line gave.
@@ -281,6 +284,7 @@ impl TextReader {
             buf: Vec::new(),
             done: false,
             pump: None,
+            partial: None,
         };
         if format == Format::Csv && start > 0 {
             // The header is the file's first line.
@@ -312,6 +316,7 @@ impl TextReader {
     ) -> TextReader {
         TextReader {
             pump: None,
+            partial: None,
             input,
             schema: schema.clone(),
             format,
@@ -393,17 +398,23 @@ impl PartitionReader for TextReader {
 
     fn next_item(&mut self) -> std::io::Result<Option<Item>> {
         loop {
-            let first = self.lines_read;
+            // A CSV record from standard input that waited for a line.
+            let resumed = self.partial.take();
+            let first = resumed.as_ref().map_or(self.lines_read, |p| p.1);
             self.last_first = first;
             let at_file_start = self.pos == 0;
-            match self.read_line()? {
-                Line::Got => {}
-                Line::End => return Ok(None),
-                Line::Wait => return Ok(Some(Item::Wait)),
-            }
-            self.lines_read += 1;
-            if at_file_start && self.buf.starts_with(BOM) {
-                self.buf.drain(..BOM.len());
+            if let Some((bytes, _)) = resumed {
+                self.buf = bytes;
+            } else {
+                match self.read_line()? {
+                    Line::Got => {}
+                    Line::End => return Ok(None),
+                    Line::Wait => return Ok(Some(Item::Wait)),
+                }
+                self.lines_read += 1;
+                if at_file_start && self.buf.starts_with(BOM) {
+                    self.buf.drain(..BOM.len());
+                }
             }
             if self.format == Format::Jsonl {
                 let text = match std::str::from_utf8(strip_eol(&self.buf)) {
@@ -431,6 +442,14 @@ impl PartitionReader for TextReader {
             // the range end, keeping the line ends inside the field as they are.
             let mut bytes = std::mem::take(&mut self.buf);
             while open_quote(strip_eol(&bytes)) {
+                // Standard input without the next line yet: wait for it
+                // without blocking the worker.
+                if let Some(p) = &mut self.pump {
+                    if !p.ready()? {
+                        self.partial = Some((bytes, first));
+                        return Ok(Some(Item::Wait));
+                    }
+                }
                 let mut next = Vec::new();
                 let n = self.read_until_nl(&mut next)?;
                 if n == 0 {

@@ -738,3 +738,39 @@ fn state_bytes_are_estimated_from_checkpoints() {
         None
     );
 }
+
+/// A CSV record from standard input whose quoted field spans lines that
+/// arrive apart is read whole (the reader waits for the next line without
+/// blocking its worker), with the line numbers of a file.
+#[test]
+fn a_stdin_csv_record_split_across_writes_is_read_whole() {
+    let dir = tempdir();
+    write(
+        dir.path(),
+        "c.json",
+        r#"{"version": 1, "name": "c", "time": { "epoch_records": 1 },
+            "sources": { "in": { "type": "stdin", "format": "csv", "schema": { "a": "int", "b": "string" } } },
+            "sinks": { "out": { "type": "stdout", "input": "in" },
+                       "bad": { "type": "file", "input": "in.errors", "path": "bad.jsonl" } } }"#,
+    );
+    let mut child = spawn(dir.path(), &["run", "c.json", "-q"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"a,b\n1,\"x\n").unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    stdin.write_all(b"y\"\n2,z\nnot,a number\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"a\":1,\"b\":\"x\\ny\"}\n{\"a\":2,\"b\":\"z\"}\n"
+    );
+    // The bad record is on line 5 (the quoted field took lines 2 and 3).
+    let bad = read_text(&dir.path().join("bad.jsonl"));
+    assert!(bad.contains("\"line\":5"), "{bad}");
+}
