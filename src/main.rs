@@ -257,15 +257,6 @@ fn tap(
         );
         return ExitCode::from(2);
     }
-    let port = match lockstep::harness::resolve_port(&g, node) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!("lockstep: --node {node}: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let schema = g.schema_of(&port).clone();
-    let n = schema.fields().len();
     let printed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let count = Arc::clone(&printed);
     let capture = lockstep::graph::Capture::new(move |epoch, line| {
@@ -275,15 +266,13 @@ fn tap(
             let _ = writeln!(out, "{{\"epoch\":{epoch},\"record\":{line}}}");
         }
     });
-    g.sinks.push(lockstep::graph::SinkDef {
-        name: format!("tap {node}"),
-        input: port,
-        schema,
-        kind: lockstep::graph::SinkKind::Capture {
-            order_by: (0..n).collect(),
-            capture: Arc::new(capture),
-        },
-    });
+    match lockstep::harness::capture_sink(&g, node, format!("tap {node}"), Arc::new(capture)) {
+        Ok(sink) => g.sinks.push(sink),
+        Err(e) => {
+            tracing::error!("lockstep: --node {node}: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let name = g.name.clone();
     match lockstep::run(Arc::new(g), &RunOptions::workers(workers)) {
         Ok(_) => {

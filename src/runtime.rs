@@ -110,10 +110,6 @@ impl Default for PartGauge {
     }
 }
 
-/// Slots for local workers' frontiers (workers beyond share slots, which
-/// only makes the reported frontier lag).
-const FRONTIER_SLOTS: usize = 256;
-
 /// State shared by the workers of one process.
 #[derive(Debug)]
 pub struct Shared {
@@ -236,9 +232,7 @@ impl Shared {
                 .iter()
                 .map(|n| n.ports.iter().map(|_| AtomicU64::new(0)).collect())
                 .collect(),
-            frontiers: (0..FRONTIER_SLOTS)
-                .map(|_| AtomicU64::new(u64::MAX))
-                .collect(),
+            frontiers: Vec::new(),
             ck_batches: Mutex::new(BTreeMap::new()),
             local_workers: 1,
             observer: None,
@@ -254,8 +248,9 @@ impl Shared {
 
     /// Notes worker `local`'s probe frontier.
     pub fn note_frontier(&self, local: usize, frontier: Option<u64>) {
-        self.frontiers[local % FRONTIER_SLOTS]
-            .store(frontier.unwrap_or(u64::MAX), Ordering::Relaxed);
+        if let Some(f) = self.frontiers.get(local) {
+            f.store(frontier.unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
     }
 
     /// The least frontier of this process's workers (`None`: all done).
@@ -1017,6 +1012,7 @@ fn set_up(
     }
     let mut shared = Shared::new(graph, shared_parts, partitions, started);
     shared.local_workers = workers;
+    shared.frontiers = (0..workers).map(|_| AtomicU64::new(u64::MAX)).collect();
     shared.observer = observer;
     shared.sink_states = Mutex::new(sink_states);
     shared.kafka = kafka;

@@ -348,7 +348,7 @@ fn check_cases(
             let p = here.key("inputs").key(src);
             match check_input(src, v, graph, root, base, &p) {
                 Ok(i) => inputs.push((src.clone(), i)),
-                Err(d) => diags.push(d),
+                Err(d) => diags.extend(d),
             }
         }
         let mut expect = Vec::new();
@@ -360,7 +360,7 @@ fn check_cases(
             }
             match check_expect(t, v, base, &p) {
                 Ok(e) => expect.push(e),
-                Err(d) => diags.push(d),
+                Err(d) => diags.extend(d),
             }
         }
         for (i, t) in spec.no_output_from.iter().enumerate() {
@@ -421,6 +421,17 @@ fn check_cases(
     cases
 }
 
+/// An input's or expectation's object: every mistake in it, under `at`.
+fn fields<T: serde::de::DeserializeOwned>(v: &Json, at: &Path) -> Result<T, Vec<Diag>> {
+    parse_config(v.clone()).map_err(|ds| {
+        if ds.is_empty() {
+            vec![Diag::new(at.clone(), "not a valid object here")]
+        } else {
+            ds.into_iter().map(|d| d.under(at)).collect()
+        }
+    })
+}
+
 /// Records given inline: each must be a JSON object.
 fn records(rs: &[Json], at: &Path) -> Result<Vec<Json>, Diag> {
     for (i, r) in rs.iter().enumerate() {
@@ -441,81 +452,82 @@ fn check_input(
     root: &Json,
     base: &FsPath,
     at: &Path,
-) -> Result<Input, Diag> {
+) -> Result<Input, Vec<Diag>> {
     let Some(def) = graph.sources.iter().find(|s| s.name == src) else {
         let names: Vec<&str> = graph.sources.iter().map(|s| s.name.as_str()).collect();
-        return Err(Diag::new(
+        return Err(vec![Diag::new(
             at.clone(),
             format!(
                 "no source is called \"{src}\"; the sources are {}",
                 names.join(", ")
             ),
-        ));
+        )]);
     };
     if !root["sources"][src]
         .as_object()
         .is_some_and(|o| o.contains_key("schema"))
     {
-        return Err(Diag::new(
+        return Err(vec![Diag::new(
             at.clone(),
             format!(
                 "source \"{}\" generates its own records ({}), so a test cannot replace them; test with its output, or read a file source instead",
                 def.name,
                 crate::render::source_label(&def.kind)
             ),
-        ));
+        )]);
     }
     match v {
-        Json::Array(rs) => records(rs, at).map(Input::Records),
+        Json::Array(rs) => records(rs, at).map(Input::Records).map_err(|d| vec![d]),
         Json::Object(_) => {
-            let o: InputObj = parse_config(v.clone()).map_err(|mut ds| {
-                let d = ds.remove(0);
-                d.under(at)
-            })?;
+            let o: InputObj = fields(v, at)?;
             match (o.records, o.lines, o.file) {
-                (Some(rs), None, None) => records(&rs, &at.key("records")).map(Input::Records),
+                (Some(rs), None, None) => records(&rs, &at.key("records"))
+                    .map(Input::Records)
+                    .map_err(|d| vec![d]),
                 (None, Some(ls), None) => Ok(Input::Lines(ls)),
                 (None, None, Some(f)) => {
                     let p = base.join(&f);
                     if p.is_file() {
                         Ok(Input::File(p))
                     } else {
-                        Err(Diag::new(
+                        Err(vec![Diag::new(
                             at.key("file"),
                             format!("no file {} (paths resolve against the graph's directory)", p.display()),
-                        ))
+                        )])
                     }
                 }
-                _ => Err(Diag::new(
+                _ => Err(vec![Diag::new(
                     at.clone(),
                     "give exactly one of \"records\", \"lines\" or \"file\"",
-                )),
+                )]),
             }
         }
-        _ => Err(Diag::new(
+        _ => Err(vec![Diag::new(
             at.clone(),
             "an input is an array of records, or {\"records\": [...]}, {\"lines\": [...]} or {\"file\": \"path\"}",
-        )),
+        )]),
     }
 }
 
-fn check_expect(target: &str, v: &Json, base: &FsPath, at: &Path) -> Result<Expect, Diag> {
+fn check_expect(target: &str, v: &Json, base: &FsPath, at: &Path) -> Result<Expect, Vec<Diag>> {
     match v {
         Json::Array(rs) => Ok(Expect {
             target: target.to_string(),
-            what: Expected::Records(records(rs, at)?),
+            what: Expected::Records(records(rs, at).map_err(|d| vec![d])?),
             order: Order::Exact,
         }),
         Json::Object(_) => {
-            let o: ExpectObj = parse_config(v.clone()).map_err(|mut ds| ds.remove(0).under(at))?;
+            let o: ExpectObj = fields(v, at)?;
             let what = match (o.records, o.file) {
-                (Some(rs), None) => Expected::Records(records(&rs, &at.key("records"))?),
+                (Some(rs), None) => {
+                    Expected::Records(records(&rs, &at.key("records")).map_err(|d| vec![d])?)
+                }
                 (None, Some(f)) => Expected::File(base.join(f)),
                 _ => {
-                    return Err(Diag::new(
+                    return Err(vec![Diag::new(
                         at.clone(),
                         "give exactly one of \"records\" or \"file\"",
-                    ))
+                    )])
                 }
             };
             Ok(Expect {
@@ -524,10 +536,10 @@ fn check_expect(target: &str, v: &Json, base: &FsPath, at: &Path) -> Result<Expe
                 order: o.order,
             })
         }
-        _ => Err(Diag::new(
+        _ => Err(vec![Diag::new(
             at.clone(),
             "an expectation is an array of records, or {\"records\": [...], \"order\": \"exact\"|\"any\"} or {\"file\": \"golden.jsonl\"}",
-        )),
+        )]),
     }
 }
 
@@ -635,15 +647,12 @@ fn capture_graph(
         }
         let buf = Arc::new(Mutex::new(Vec::new()));
         outs.push(Arc::clone(&buf));
-        let port = resolve_port(&graph, &e.target)?;
-        let schema = graph.schema_of(&port).clone();
-        let n = schema.fields().len();
-        extra.push(SinkDef {
-            name: format!("expect {}", e.target),
-            input: port,
-            schema,
-            kind: capture_kind((0..n).collect(), buf),
-        });
+        extra.push(capture_sink(
+            &graph,
+            &e.target,
+            format!("expect {}", e.target),
+            into_buffer(buf),
+        )?);
     }
     // Every sink is captured (a test writes nothing anywhere), in the order
     // it would write.
@@ -655,21 +664,45 @@ fn capture_graph(
             | SinkKind::Capture { order_by, .. } => order_by.clone(),
             SinkKind::Null => (0..s.schema.fields().len()).collect(),
         };
-        s.kind = capture_kind(order_by, Arc::clone(buf));
+        s.kind = SinkKind::Capture {
+            order_by,
+            capture: into_buffer(Arc::clone(buf)),
+        };
     }
     graph.sinks.extend(extra);
     Ok((graph, outs, sinks))
 }
 
-fn capture_kind(order_by: Vec<usize>, buf: Buffer) -> SinkKind {
-    SinkKind::Capture {
-        order_by,
-        capture: Arc::new(Capture::new(move |epoch, line| {
-            if let Ok(mut b) = buf.lock() {
-                b.push((epoch, line.to_string()));
-            }
-        })),
-    }
+/// A sink that hands the records out of output `name` (`node` or
+/// `node.port`) to `capture`, ordered by all their fields (as a file sink
+/// without `order_by` writes them); `sink` names it.
+///
+/// # Errors
+/// When no output has that name.
+pub fn capture_sink(
+    graph: &Graph,
+    name: &str,
+    sink: String,
+    capture: Arc<Capture>,
+) -> Result<SinkDef, String> {
+    let input = resolve_port(graph, name)?;
+    let schema = graph.schema_of(&input).clone();
+    let order_by = (0..schema.fields().len()).collect();
+    Ok(SinkDef {
+        name: sink,
+        input,
+        schema,
+        kind: SinkKind::Capture { order_by, capture },
+    })
+}
+
+/// A capture that appends each record to `buf`.
+fn into_buffer(buf: Buffer) -> Arc<Capture> {
+    Arc::new(Capture::new(move |epoch, line| {
+        if let Ok(mut b) = buf.lock() {
+            b.push((epoch, line.to_string()));
+        }
+    }))
 }
 
 /// One run's result: what it captured, or the job's error.

@@ -802,6 +802,17 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The samples of `field` of each item that has it, labelled by `labels`.
+fn samples<'a>(
+    items: impl Iterator<Item = &'a Json>,
+    field: &str,
+    labels: impl Fn(&Json) -> String,
+) -> Vec<(String, f64)> {
+    items
+        .filter_map(|x| x[field].as_f64().map(|v| (labels(x), v)))
+        .collect()
+}
+
 /// A summary family: quantiles, then `_sum` and `_count`.
 fn summary(
     family: &mut impl FnMut(&str, &str, &str, Vec<(String, f64)>),
@@ -838,23 +849,18 @@ pub fn prometheus_text(s: &Json) -> String {
     };
     let num = |v: &Json| v.as_f64();
     let nodes = s["nodes"].as_array().cloned().unwrap_or_default();
-    let per_node = |field: &str, only: Option<&str>| -> Vec<(String, f64)> {
-        nodes
-            .iter()
-            .filter(|n| only.is_none_or(|k| n["kind"] == k))
-            .filter_map(|n| {
-                num(&n[field]).map(|v| {
-                    (
-                        format!(
-                            "node=\"{}\",kind=\"{}\"",
-                            label(n["name"].as_str().unwrap_or_default()),
-                            n["kind"].as_str().unwrap_or_default()
-                        ),
-                        v,
-                    )
-                })
-            })
-            .collect()
+    let per_node = |field: &str, only: Option<&str>| {
+        samples(
+            nodes.iter().filter(|n| only.is_none_or(|k| n["kind"] == k)),
+            field,
+            |n| {
+                format!(
+                    "node=\"{}\",kind=\"{}\"",
+                    label(n["name"].as_str().unwrap_or_default()),
+                    n["kind"].as_str().unwrap_or_default()
+                )
+            },
+        )
     };
     family(
         "lockstep_up",
@@ -906,22 +912,14 @@ pub fn prometheus_text(s: &Json) -> String {
         per_node("state_bytes", Some("node")),
     );
     let parts = s["partitions"].as_array().cloned().unwrap_or_default();
-    let per_part = |field: &str| -> Vec<(String, f64)> {
-        parts
-            .iter()
-            .filter_map(|p| {
-                num(&p[field]).map(|v| {
-                    (
-                        format!(
-                            "source=\"{}\",partition=\"{}\"",
-                            label(p["source"].as_str().unwrap_or_default()),
-                            p["partition"]
-                        ),
-                        v,
-                    )
-                })
-            })
-            .collect()
+    let per_part = |field: &str| {
+        samples(parts.iter(), field, |p| {
+            format!(
+                "source=\"{}\",partition=\"{}\"",
+                label(p["source"].as_str().unwrap_or_default()),
+                p["partition"]
+            )
+        })
     };
     family(
         "lockstep_source_epoch",
